@@ -1,0 +1,58 @@
+"""agentstore: async persistence for AI coding-agent daemons (a port of hld/store)."""
+
+from agentstore.errors import (
+    AlreadyDecidedError,
+    DuplicateError,
+    InvalidStatusError,
+    InvalidValueError,
+    NotFoundError,
+    StoreError,
+)
+from agentstore.models import (
+    UNSET,
+    Approval,
+    ApprovalStatus,
+    ConversationEvent,
+    EventType,
+    FileSnapshot,
+    MCPServer,
+    MCPServerConfig,
+    RawEvent,
+    RecentPath,
+    Session,
+    SessionConfig,
+    SessionStatus,
+    SessionUpdate,
+    UserSettings,
+    mcp_servers_from_config,
+)
+from agentstore.store import Store, Transaction
+
+__all__ = [
+    "UNSET",
+    "AlreadyDecidedError",
+    "Approval",
+    "ApprovalStatus",
+    "ConversationEvent",
+    "DuplicateError",
+    "EventType",
+    "FileSnapshot",
+    "InvalidStatusError",
+    "InvalidValueError",
+    "MCPServer",
+    "MCPServerConfig",
+    "NotFoundError",
+    "RawEvent",
+    "RecentPath",
+    "Session",
+    "SessionConfig",
+    "SessionStatus",
+    "SessionUpdate",
+    "Store",
+    "StoreError",
+    "Transaction",
+    "UserSettings",
+    "mcp_servers_from_config",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,183 @@
+"""Running Alembic: the same revisions from the command line and from ``Store.open``.
+
+The revisions live in ``alembic/`` at the top of the source tree; the wheel carries them as
+``agentstore/_migrations``, so an installed agentstore migrates a database with no checkout.
+
+Every upgrade or downgrade runs in one transaction (SQLite and PostgreSQL both have
+transactional DDL): a migration that fails part-way leaves the database as it was. On SQLite
+it runs with foreign keys OFF — a batch migration recreates a table, and dropping the old one
+would otherwise cascade — and ``PRAGMA foreign_key_check`` must come back clean before commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+
+from agentstore.engine import WRITE
+from agentstore.errors import DatabaseError
+
+__all__ = [
+    "DatabaseState",
+    "alembic_config",
+    "configure_context",
+    "inspect_state",
+    "run_in_migration_transaction",
+    "script_location",
+]
+
+VERSION_TABLE = "alembic_version"
+
+
+def script_location() -> Path:
+    """The folder holding ``env.py`` and ``versions/`` (packaged copy first)."""
+    packaged = Path(__file__).parent / "_migrations"
+    if (packaged / "env.py").exists():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "alembic"
+    if (source / "env.py").exists():
+        return source
+    raise DatabaseError("agentstore's migration scripts are missing from this installation")
+
+
+def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
+    """An Alembic ``Config`` for agentstore's revisions, optionally bound to a connection."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("path_separator", "os")
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    # SQLite's own bookkeeping table is not part of the model.
+    return not (type_ == "table" and name == "sqlite_sequence")
+
+
+def configure_context(context: Any, **kwargs: Any) -> None:
+    """``context.configure`` with agentstore's settings (batch mode and one transaction)."""
+    connection: Connection | None = kwargs.get("connection")
+    url = kwargs.get("url")
+    dialect = connection.dialect.name if connection is not None else sa.engine.make_url(url).get_backend_name()
+    context.configure(
+        **kwargs,
+        render_as_batch=dialect == "sqlite",
+        transactional_ddl=True,
+        compare_type=True,
+        include_object=_include_object,
+        version_table=VERSION_TABLE,
+    )
+
+
+def _sqlite_pragma(connection: Connection, sql: str) -> list[Any]:
+    # Straight to the driver: through SQLAlchemy it would open a transaction first, and
+    # PRAGMA foreign_keys is a no-op inside one.
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def run_in_migration_transaction(
+    connection: Connection, work: Callable[[Connection], None]
+) -> None:
+    """Run ``work`` in one write transaction, with SQLite's foreign keys off during it."""
+    sqlite = connection.dialect.name == "sqlite"
+    if connection.in_transaction():
+        connection.commit()
+    if sqlite:
+        _sqlite_pragma(connection, "PRAGMA foreign_keys = OFF")
+    try:
+        connection.execution_options(**{WRITE: True})
+        with connection.begin():
+            work(connection)
+            if sqlite:
+                problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise DatabaseError(
+                        f"migration left {len(problems)} rows whose session does not exist; "
+                        "rolled back"
+                    )
+    finally:
+        connection.execution_options(**{WRITE: False})
+        if sqlite:
+            _sqlite_pragma(connection, "PRAGMA foreign_keys = ON")
+
+
+StateKind = Literal["empty", "agentstore", "hld", "foreign"]
+
+
+class DatabaseState:
+    """What a database holds before the store touches it."""
+
+    def __init__(self, kind: StateKind, revision: str | None = None, hld_version: int | None = None) -> None:
+        self.kind = kind
+        self.revision = revision
+        self.hld_version = hld_version
+
+    def __repr__(self) -> str:
+        return f"DatabaseState({self.kind!r}, revision={self.revision!r}, hld_version={self.hld_version!r})"
+
+
+def inspect_state(connection: Connection) -> DatabaseState:
+    """Classify the database: empty, agentstore's (with its revision), legacy hld, or foreign."""
+    tables = set(sa.inspect(connection).get_table_names())
+    tables.discard("sqlite_sequence")
+    if VERSION_TABLE in tables:
+        revision = MigrationContext.configure(
+            connection, opts={"version_table": VERSION_TABLE}
+        ).get_current_revision()
+        if revision is not None or tables != {VERSION_TABLE}:
+            return DatabaseState("agentstore", revision=revision)
+        tables.discard(VERSION_TABLE)
+    if not tables:
+        return DatabaseState("empty")
+    if "schema_version" in tables and "sessions" in tables:
+        version = connection.exec_driver_sql("SELECT MAX(version) FROM schema_version").scalar()
+        return DatabaseState("hld", hld_version=int(version or 0))
+    return DatabaseState("foreign")
+
+
+def head_revision() -> str:
+    """The newest revision this code knows."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's revisions."""
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:
+        return False
+
+
+def upgrade(connection: Connection, target: str = "head") -> None:
+    """``alembic upgrade`` on this connection, in one transaction."""
+    from alembic import command
+
+    config = alembic_config(connection=connection)
+    run_in_migration_transaction(connection, lambda _: command.upgrade(config, target))
+
+
+def stamp(connection: Connection, target: str) -> None:
+    """``alembic stamp`` on this connection (inside the caller's transaction)."""
+    from alembic import command
+
+    command.stamp(alembic_config(connection=connection), target)

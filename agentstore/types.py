@@ -1,0 +1,231 @@
+"""Column types: UTC timestamps in hld's text formats, JSON values, and hld's plain strings.
+
+On SQLite every value is stored the way hld (go-sqlite3) can read it back:
+
+* timestamps are TEXT in columns *declared* ``TIMESTAMP`` or ``DATETIME`` (go-sqlite3 only
+  parses a column as a time when its declared type is exactly one of those), written as
+  ``2025-01-15 10:30:00.123456+00:00`` — always UTC, always six fraction digits, so that the
+  text of every timestamp agentstore writes sorts in instant order;
+* strings that hld scans into a Go ``string`` are ``''``, never NULL;
+* booleans are 0/1.
+
+Reading accepts every format hld ever wrote: Go's ``2006-01-02 15:04:05.999999999-07:00``
+(1-9 fraction digits, none at all on a whole second, any offset), SQLite's
+``CURRENT_TIMESTAMP`` text (UTC, no offset) and Unix seconds or milliseconds stored as
+INTEGER. Python's ``datetime`` holds microseconds, so a nanosecond fraction reads back
+truncated to the microsecond; the stored text is never rewritten unless the row is updated.
+
+On PostgreSQL the natural types are used: ``timestamptz``, ``boolean``, ``json``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.expression import FunctionElement
+
+__all__ = [
+    "EmptyText",
+    "JSONValue",
+    "UTCDateTime",
+    "format_timestamp",
+    "instant",
+    "instant_key",
+    "parse_timestamp",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """The text agentstore stores on SQLite: UTC, six fraction digits, ``+00:00``."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: agentstore stores aware datetimes only")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+
+
+def parse_timestamp(value: object) -> datetime | None:
+    """Read any timestamp hld or agentstore stored as an aware UTC datetime.
+
+    Text without an offset is UTC (SQLite's ``CURRENT_TIMESTAMP``). Integers are Unix seconds,
+    or milliseconds above 1e12, as go-sqlite3 reads them. Returns None for NULL and for text
+    that is not a timestamp (go-sqlite3 gives the zero time there; None is the honest value).
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            # 3.11's fromisoformat takes 1-9 fraction digits (truncating past 6), a space or
+            # "T", "Z" and numeric offsets: every form hld wrote.
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 1e12 else value
+        return datetime.fromtimestamp(seconds, UTC)
+    else:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+class _DeclaredText(sa.types.UserDefinedType[str]):
+    """A text column declared with hld's type name (``TIMESTAMP``/``DATETIME``), no processing."""
+
+    cache_ok = True
+
+    def __init__(self, declared: str) -> None:
+        self.declared = declared
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.declared
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """An aware UTC ``datetime``; hld's text on SQLite, ``timestamptz`` on PostgreSQL.
+
+    ``declared`` is the type name used on SQLite: hld declares ``TIMESTAMP`` almost everywhere
+    and ``DATETIME`` on ``approvals``; both are names go-sqlite3 parses as times.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def __init__(self, declared: str = "TIMESTAMP") -> None:
+        super().__init__()
+        self.declared = declared
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_DeclaredText(self.declared))
+        return dialect.type_descriptor(sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if dialect.name == "sqlite":
+            return format_timestamp(value)
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: agentstore stores aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return parse_timestamp(value)
+
+    def compare_against_backend(
+        self, dialect: Dialect, conn_type: sa.types.TypeEngine[Any]
+    ) -> bool | None:
+        if dialect.name == "sqlite":
+            return type(conn_type).__name__.upper() == self.declared
+        return None
+
+
+class EmptyText(sa.types.TypeDecorator[str]):
+    """hld's plain Go ``string``: NULL reads as ``''`` and ``None`` is stored as ``''``."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return "" if value is None else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str:
+        return "" if value is None else str(value)
+
+
+class JSONValue(sa.types.TypeDecorator[Any]):
+    """A decoded JSON value; compact JSON text on SQLite, ``json`` on PostgreSQL.
+
+    ``json`` (not ``jsonb``) keeps the text as written, key order included, like hld's
+    ``json.RawMessage``.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.JSON(none_as_null=True))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql":
+            return value
+        return dump_json(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "postgresql" or value is None:
+            return value
+        return json.loads(value) if value != "" else None
+
+    def compare_against_backend(
+        self, dialect: Dialect, conn_type: sa.types.TypeEngine[Any]
+    ) -> bool | None:
+        if dialect.name == "sqlite":
+            return isinstance(conn_type, sa.Text | sa.String)
+        return None
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept as is (hld's ``encoding/json`` does the same)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Instant(FunctionElement[Any]):
+    """A sort/compare key that orders a timestamp column by instant on every backend."""
+
+    inherit_cache = True
+    name = "agentstore_instant"
+
+
+@compiles(_Instant, "sqlite")
+def _instant_sqlite(element: _Instant, compiler: Any, **kw: Any) -> str:
+    # The UTC instant to the microsecond as text, 'YYYY-MM-DD HH:MM:SS.ffffff', whatever form
+    # hld or agentstore stored: strftime normalises the offset (to the second) and the
+    # fraction digits are cut from the text (a Go fraction has 1-9 digits, then maybe a
+    # '-07:00' offset or 'Z'), padded or truncated to six.
+    x = compiler.process(element.clauses, **kw)
+    return (
+        f"(strftime('%Y-%m-%d %H:%M:%S', {x}) || '.' || "
+        f"CASE WHEN substr({x}, 20, 1) = '.' THEN substr("
+        f"CASE WHEN substr({x}, -6, 1) IN ('+', '-') THEN substr({x}, 21, length({x}) - 26) "
+        f"WHEN substr({x}, -1, 1) = 'Z' THEN substr({x}, 21, length({x}) - 21) "
+        f"ELSE substr({x}, 21) END || '000000', 1, 6) ELSE '000000' END)"
+    )
+
+
+@compiles(_Instant)
+def _instant_default(element: _Instant, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+def instant(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """``column`` as a key that sorts and compares by instant, to the microsecond.
+
+    On SQLite this is UTC text (see :func:`instant_key` for the same key of a Python value);
+    on PostgreSQL the ``timestamptz`` column itself.
+    """
+    return _Instant(column)
+
+
+def instant_key(value: datetime, dialect_name: str) -> Any:
+    """The :func:`instant` key of a Python datetime, to compare with a column's key."""
+    if dialect_name == "sqlite":
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value

@@ -1,0 +1,114 @@
+"""Checks run on every value before anything is written.
+
+A wrong type, a naive datetime, an unknown status or event type is refused with an
+:class:`~agentstore.errors.InvalidValueError` (or :class:`~agentstore.errors.InvalidStatusError`)
+before a statement is sent, so a bad call never leaves a partial write behind.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from functools import cache
+from typing import Any
+
+import sqlalchemy as sa
+
+from agentstore.errors import InvalidStatusError, InvalidValueError
+from agentstore.models import Base
+from agentstore.types import JSONValue, UTCDateTime
+
+_Spec = tuple[tuple[str, str, bool], ...]  # (attribute, kind, nullable)
+
+
+@cache
+def _spec(cls: type[Base]) -> _Spec:
+    annotations: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        annotations.update(getattr(klass, "__annotations__", {}))
+    spec = []
+    for column in cls.__table__.columns:
+        annotation = str(annotations.get(column.key, ""))
+        nullable = "None" in annotation
+        type_ = column.type
+        if isinstance(type_, UTCDateTime):
+            kind = "datetime"
+        elif isinstance(type_, JSONValue):
+            kind = "json"
+        elif isinstance(type_, sa.Boolean):
+            kind = "bool"
+        elif isinstance(type_, sa.Integer):
+            kind = "int"
+        elif isinstance(type_, sa.Float):
+            kind = "float"
+        else:
+            kind = "str"
+        spec.append((column.key, kind, nullable))
+    return tuple(spec)
+
+
+def check_value(owner: str, name: str, kind: str, nullable: bool, value: Any) -> None:
+    """Raise InvalidValueError unless ``value`` fits a column of ``kind``."""
+    if value is None:
+        if nullable or kind == "json":
+            return
+        raise InvalidValueError(f"{owner}.{name} must not be None")
+    ok: bool
+    if kind == "str":
+        ok = isinstance(value, str)
+    elif kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif kind == "datetime":
+        ok = isinstance(value, datetime)
+        if ok and value.tzinfo is None:
+            raise InvalidValueError(
+                f"{owner}.{name} is a naive datetime; pass an aware one (e.g. datetime.now(UTC))"
+            )
+    else:  # json
+        try:
+            json.dumps(value)
+            ok = True
+        except (TypeError, ValueError):
+            ok = False
+    if not ok:
+        raise InvalidValueError(
+            f"{owner}.{name} must be {kind}{' or None' if nullable else ''}, "
+            f"got {type(value).__name__}"
+        )
+
+
+def check_row(obj: Base) -> None:
+    """Check every column value of a model instance."""
+    cls = type(obj)
+    for name, kind, nullable in _spec(cls):
+        if name == "id" and getattr(obj, name, None) is None and kind == "int":
+            continue  # assigned by the database
+        check_value(cls.__name__, name, kind, nullable, getattr(obj, name, None))
+
+
+def check_enum(enum_cls: type[StrEnum], value: object, what: str) -> str:
+    """``value`` as a plain string if it is one of ``enum_cls``'s values, else raise."""
+    if isinstance(value, str):
+        try:
+            return str(enum_cls(value).value)
+        except ValueError:
+            pass
+    allowed = ", ".join(member.value for member in enum_cls)
+    raise InvalidStatusError(f"unknown {what} {value!r}; expected one of: {allowed}")
+
+
+def require_id(value: object, what: str) -> str:
+    """A non-empty string id, else InvalidValueError."""
+    if not isinstance(value, str) or not value:
+        raise InvalidValueError(f"{what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def columns_of(cls: type[Base]) -> _Spec:
+    """The (attribute, kind, nullable) spec of ``cls``'s columns."""
+    return _spec(cls)

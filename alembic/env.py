@@ -1,0 +1,61 @@
+"""Alembic environment for agentstore (async).
+
+The database is taken, in order, from a connection handed over by ``Store.open``
+(``config.attributes["connection"]``), the ``AGENTSTORE_DATABASE_URL`` environment variable,
+or ``sqlalchemy.url`` in alembic.ini. Engines come from :func:`agentstore.engine.create_engine`,
+so the command line sets SQLite up exactly as the store does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from agentstore.engine import create_engine
+from agentstore.migrations import configure_context, run_in_migration_transaction
+from agentstore.models import Base
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    return os.environ.get("AGENTSTORE_DATABASE_URL") or config.get_main_option("sqlalchemy.url") or ""
+
+
+def run_migrations_offline() -> None:
+    configure_context(context, url=_url(), target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def _run(connection: Connection) -> None:
+    configure_context(context, connection=connection, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def run_async_migrations() -> None:
+    engine = create_engine(_url())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run_in_migration_transaction, _run)
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_online() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+    else:
+        asyncio.run(run_async_migrations())
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

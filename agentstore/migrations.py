@@ -66,6 +66,53 @@ def _include_object(
     return not (type_ == "table" and name == "sqlite_sequence")
 
 
+def _is_hld_ddl_quirk(op: Any) -> bool:
+    """Differences between hld's SQLite DDL text and the models that are not differences.
+
+    * ``id TEXT PRIMARY KEY`` is nullable in SQLite's eyes (an old SQLite quirk hld's DDL
+      keeps); the models declare primary keys NOT NULL, as every other backend has them;
+    * ``run_id TEXT NOT NULL UNIQUE`` is an inline, unnamed constraint SQLite's reflection
+      does not report;
+    * ``idx_sessions_last_activity ON sessions(last_activity_at DESC)`` is reflected without
+      its ``DESC``, so Alembic cannot match it with the model's index of the same name.
+    """
+    from alembic.operations import ops
+
+    if isinstance(op, ops.AlterColumnOp):
+        return (
+            op.column_name in ("id", "version")
+            and op.modify_nullable is not None
+            and op.modify_type is None
+            and op.modify_server_default is False
+        )
+    if isinstance(op, ops.CreateUniqueConstraintOp):
+        return op.table_name == "sessions" and list(op.columns) == ["run_id"]
+    if isinstance(op, ops.CreateIndexOp | ops.DropIndexOp):
+        return op.index_name == "idx_sessions_last_activity"
+    return False
+
+
+def _drop_hld_quirks(context: Any, revision: Any, directives: list[Any]) -> None:
+    from alembic.operations import ops
+
+    def prune(container: Any) -> None:
+        kept = []
+        for op in container.ops:
+            if isinstance(op, ops.ModifyTableOps):
+                prune(op)
+                if op.ops:
+                    kept.append(op)
+            elif not _is_hld_ddl_quirk(op):
+                kept.append(op)
+        container.ops = kept
+
+    if context.dialect.name != "sqlite":
+        return
+    for script in directives:
+        for upgrade_ops in script.upgrade_ops_list:
+            prune(upgrade_ops)
+
+
 def configure_context(context: Any, **kwargs: Any) -> None:
     """``context.configure`` with agentstore's settings (batch mode and one transaction)."""
     connection: Connection | None = kwargs.get("connection")
@@ -77,6 +124,7 @@ def configure_context(context: Any, **kwargs: Any) -> None:
         transactional_ddl=True,
         compare_type=True,
         include_object=_include_object,
+        process_revision_directives=_drop_hld_quirks,
         version_table=VERSION_TABLE,
     )
 

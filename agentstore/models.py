@@ -167,7 +167,9 @@ class Session(Base):
     created_at: Mapped[datetime] = _now()
     last_activity_at: Mapped[datetime] = _now()
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
-    cost_usd: Mapped[float | None] = mapped_column(sa.Float(), default=None)
+    cost_usd: Mapped[float | None] = mapped_column(
+        sa.Float().with_variant(sa.REAL(), "sqlite"), default=None
+    )
     input_tokens: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
     output_tokens: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
     cache_creation_input_tokens: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
@@ -256,7 +258,7 @@ class ConversationEvent(Base):
     )
 
     id: Mapped[int | None] = mapped_column(
-        sa.Integer(), primary_key=True, autoincrement=True, default=None
+        sa.Integer(), primary_key=True, autoincrement=True, nullable=False, default=None
     )
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")
     claude_session_id: Mapped[str] = _text()
@@ -324,7 +326,7 @@ class MCPServer(Base):
     )
 
     id: Mapped[int | None] = mapped_column(
-        sa.Integer(), primary_key=True, autoincrement=True, default=None
+        sa.Integer(), primary_key=True, autoincrement=True, nullable=False, default=None
     )
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")
     name: Mapped[str] = mapped_column(sa.Text(), default="")
@@ -343,7 +345,7 @@ class RawEvent(Base):
     )
 
     id: Mapped[int | None] = mapped_column(
-        sa.Integer(), primary_key=True, autoincrement=True, default=None
+        sa.Integer(), primary_key=True, autoincrement=True, nullable=False, default=None
     )
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")
     event_json: Mapped[str] = mapped_column(sa.Text(), default="")
@@ -361,7 +363,7 @@ class FileSnapshot(Base):
     )
 
     id: Mapped[int | None] = mapped_column(
-        sa.Integer(), primary_key=True, autoincrement=True, default=None
+        sa.Integer(), primary_key=True, autoincrement=True, nullable=False, default=None
     )
     tool_id: Mapped[str] = mapped_column(sa.Text(), default="")
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")

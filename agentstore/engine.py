@@ -71,8 +71,9 @@ def prepare_sqlite_file(url: URL) -> None:
         if header and header != SQLITE_HEADER:
             raise NotADatabaseError(f"{path} is not an SQLite database; it was left untouched")
         return
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):  # mkdir(parents=True) would give parents the umask mode
+        folder.mkdir(mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)
 

@@ -216,12 +216,37 @@ def is_known_revision(revision: str) -> bool:
         return False
 
 
-def upgrade(connection: Connection, target: str = "head") -> None:
-    """``alembic upgrade`` on this connection, in one transaction."""
+def upgrade(
+    connection: Connection, target: str = "head", *, backup: bool = True, report: Any = None
+) -> None:
+    """``alembic upgrade`` on this connection, in one transaction.
+
+    An hld database is adopted on the way (see :mod:`agentstore.adopt`); ``backup`` and
+    ``report`` are handed to the adoption.
+    """
     from alembic import command
 
     config = alembic_config(connection=connection)
+    config.attributes["agentstore_backup"] = backup
+    config.attributes["agentstore_report"] = report
     run_in_migration_transaction(connection, lambda _: command.upgrade(config, target))
+
+
+def adopt_legacy(connection: Connection, attributes: dict[str, Any]) -> None:
+    """In the migration environment: adopt an hld database before Alembic looks at it."""
+    if connection.dialect.name != "sqlite":
+        return
+    state = inspect_state(connection)
+    if state.kind == "hld":
+        from agentstore.adopt import heal_and_stamp
+
+        heal_and_stamp(
+            connection,
+            backup=attributes.get("agentstore_backup", True),
+            report=attributes.get("agentstore_report"),
+        )
+    elif state.kind == "foreign":
+        raise DatabaseError("the database holds tables that are neither agentstore's nor hld's")
 
 
 def stamp(connection: Connection, target: str) -> None:

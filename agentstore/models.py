@@ -546,3 +546,8 @@ def mcp_servers_from_config(
                 )
             )
     return servers
+
+
+# Repositories build instances without __init__ (agentstore.repos._base.build), which skips
+# SQLAlchemy's lazy mapper configuration: configure once, here, at import.
+sa.orm.configure_mappers()

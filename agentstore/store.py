@@ -399,15 +399,13 @@ def _prepare_schema(connection: Connection, migrate: bool, backup: bool) -> None
                 f"knows (newest: {head!r}); upgrade agentstore. The database was left untouched."
             )
     if state.kind == "hld":
-        from agentstore.adopt import adopt_connection
-
         if not migrate:
             raise LegacyDatabaseError(
                 f"{where} is an hld database (schema version {state.hld_version}) that "
                 "agentstore has not adopted yet; open it with migrate=True (or run "
                 "`agentstore adopt`). Nothing was changed."
             )
-        adopt_connection(connection, state, backup=backup)
+        migrations.upgrade(connection, "head", backup=backup)
         return
     if not migrate:
         raise MigrationRequiredError(

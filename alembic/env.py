@@ -15,7 +15,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from agentstore.engine import create_engine
-from agentstore.migrations import configure_context, run_in_migration_transaction
+from agentstore.migrations import adopt_legacy, configure_context, run_in_migration_transaction
 from agentstore.models import Base
 
 config = context.config
@@ -32,7 +32,18 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _upgrading() -> bool:
+    """Only an upgrade adopts an hld database: ``alembic current`` or ``check`` change nothing."""
+    if "agentstore_backup" in config.attributes:  # agentstore.migrations.upgrade
+        return True
+    command = getattr(config.cmd_opts, "cmd", None)
+    return bool(command) and command[0].__name__ == "upgrade"
+
+
 def _run(connection: Connection) -> None:
+    if _upgrading():
+        # An hld daemon.db is adopted in the same transaction as the upgrade (agentstore.adopt).
+        adopt_legacy(connection, config.attributes)
     configure_context(context, connection=connection, target_metadata=target_metadata)
     with context.begin_transaction():
         context.run_migrations()

@@ -4,6 +4,11 @@ hld computed ``MAX(sequence) + 1`` outside any lock and could hand two events th
 agentstore assigns sequences atomically, and this unique index makes a duplicate impossible
 whoever writes the file (hld included: its insert then fails instead of corrupting the order).
 
+An adopted hld database may already hold duplicates. In each Claude session that has any,
+the events are renumbered 1, 2, 3… in their ``(sequence, id)`` order — the order hld itself
+showed them in — so no event is lost and the conversation reads the same. Claude sessions
+without duplicates are not touched.
+
 Revision ID: 0002_unique_sequence
 Revises: 0001_hld_v22
 Create Date: 2026-11-26
@@ -13,15 +18,40 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from alembic import op
+import sqlalchemy as sa
+from alembic import context, op
 
 revision: str = "0002_unique_sequence"
 down_revision: str | Sequence[str] | None = "0001_hld_v22"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_DUPLICATED = (
+    "SELECT claude_session_id FROM conversation_events WHERE claude_session_id IS NOT NULL "
+    "GROUP BY claude_session_id, sequence HAVING COUNT(*) > 1"
+)
+# The new number of every event that moves, computed on a snapshot before any is changed.
+_MOVES = (
+    "SELECT id, rn FROM ("
+    " SELECT id, sequence, ROW_NUMBER() OVER (PARTITION BY claude_session_id"
+    " ORDER BY sequence, id) AS rn"
+    f" FROM conversation_events WHERE claude_session_id IN ({_DUPLICATED})"
+    ") AS numbered WHERE sequence <> rn"
+)
+
 
 def upgrade() -> None:
+    bind = op.get_bind()
+    moves = bind.execute(sa.text(_MOVES)).all()
+    if moves:
+        bind.execute(
+            sa.text("UPDATE conversation_events SET sequence = :rn WHERE id = :id"),
+            [{"id": row[0], "rn": row[1]} for row in moves],
+        )
+    renumbered = len(moves)
+    report = context.config.attributes.get("agentstore_report")
+    if report is not None and renumbered > 0:
+        report.renumbered_events = renumbered
     op.create_index(
         "uq_conversation_claude_session_sequence",
         "conversation_events",

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from agentstore.errors import AlreadyDecidedError, DuplicateError, InvalidStatusError, NotFoundError
+from agentstore.errors import (
+    AlreadyDecidedError,
+    DuplicateError,
+    InvalidStatusError,
+    InvalidValueError,
+    NotFoundError,
+)
 from agentstore.models import Approval, ApprovalStatus
 from agentstore.repos._base import Database, build, build_all, values_of
 from agentstore.repos._errors import integrity_kind
@@ -14,7 +22,7 @@ from agentstore.validation import check_enum, check_row, require_id
 
 __all__ = ["ApprovalRepo"]
 
-T = Approval.__table__
+T = cast(sa.Table, Approval.__table__)
 _STORABLE = (ApprovalStatus.PENDING, ApprovalStatus.APPROVED, ApprovalStatus.DENIED)
 _DECISIONS = (ApprovalStatus.APPROVED, ApprovalStatus.DENIED)
 
@@ -44,13 +52,21 @@ class ApprovalRepo:
         require_id(approval.session_id, "Approval.session_id")
         check_row(approval)
         approval.status = _status(approval.status, _STORABLE)
+        values = values_of(approval)
+        if values["tool_input"] is None and self._db.dialect_name == "postgresql":
+            # The column is NOT NULL (hld's schema): store JSON ``null``, not SQL NULL, as
+            # SQLite does; it reads back as None on both backends.
+            values["tool_input"] = sa.JSON.NULL
         async with self._db.writing() as conn:
             try:
-                await conn.execute(sa.insert(T), values_of(approval))
+                await conn.execute(sa.insert(T), values)
             except IntegrityError as exc:
-                if integrity_kind(exc) == "foreign_key":
+                kind = integrity_kind(exc)
+                if kind == "foreign_key":
                     raise NotFoundError("session", approval.session_id) from exc
-                raise DuplicateError("approval", approval.id) from exc
+                if kind == "unique":
+                    raise DuplicateError("approval", approval.id) from exc
+                raise
         return approval
 
     async def get(self, approval_id: str) -> Approval:
@@ -80,7 +96,7 @@ class ApprovalRepo:
         """
         decision = _status(status, _DECISIONS)
         if not isinstance(comment, str):
-            raise InvalidStatusError(f"comment must be a string, got {type(comment).__name__}")
+            raise InvalidValueError(f"comment must be a string, got {type(comment).__name__}")
         stmt = (
             sa.update(T)
             .where(T.c.id == approval_id, T.c.status == ApprovalStatus.PENDING.value)

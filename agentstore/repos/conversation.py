@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -17,8 +17,8 @@ from agentstore.validation import check_enum, check_row, require_id
 
 __all__ = ["ConversationRepo"]
 
-T = ConversationEvent.__table__
-S = Session.__table__
+T = cast(sa.Table, ConversationEvent.__table__)
+S = cast(sa.Table, Session.__table__)
 _TOOL_CALL = EventType.TOOL_CALL.value
 
 
@@ -29,9 +29,7 @@ def _check_event(event: ConversationEvent) -> None:
     check_row(event)
     event.event_type = check_enum(EventType, event.event_type, "event type")
     if event.approval_status:
-        event.approval_status = check_enum(
-            ApprovalStatus, event.approval_status, "approval status"
-        )
+        event.approval_status = check_enum(ApprovalStatus, event.approval_status, "approval status")
 
 
 async def _lock_sequence(conn: AsyncConnection, claude_session_ids: Sequence[str]) -> None:
@@ -101,27 +99,44 @@ class ConversationRepo:
             _check_event(event)
         if not batch:
             return batch
-        async with self._db.writing() as conn:
-            await _lock_sequence(conn, [e.claude_session_id for e in batch])
-            next_of: dict[str, int] = {}
-            rows: list[dict[str, Any]] = []
-            for event in batch:
-                key = event.claude_session_id
-                if key not in next_of:
-                    next_of[key] = await _next_sequence(conn, key)
-                values = values_of(event, skip=("id",))
-                values["sequence"] = next_of[key]
-                next_of[key] += 1
-                rows.append(values)
-            try:
-                result = await conn.execute(sa.insert(T).returning(T.c.id, sort_by_parameter_order=True), rows)
+        try:
+            async with self._db.writing() as conn:
+                await _lock_sequence(conn, [e.claude_session_id for e in batch])
+                next_of: dict[str, int] = {}
+                rows: list[dict[str, Any]] = []
+                for event in batch:
+                    key = event.claude_session_id
+                    if key not in next_of:
+                        next_of[key] = await _next_sequence(conn, key)
+                    values = values_of(event, skip=("id",))
+                    values["sequence"] = next_of[key]
+                    next_of[key] += 1
+                    rows.append(values)
+                result = await conn.execute(
+                    sa.insert(T).returning(T.c.id, sort_by_parameter_order=True), rows
+                )
                 ids = [int(r[0]) for r in result]
-            except IntegrityError as exc:
-                raise _translate(exc, batch[0]) from exc
+        except IntegrityError as exc:
+            raise await self._translate_batch(exc, batch) from exc
         for event, values, new_id in zip(batch, rows, ids, strict=True):
             event.sequence = values["sequence"]
             event.id = new_id
         return batch
+
+    async def _translate_batch(
+        self, exc: IntegrityError, batch: Sequence[ConversationEvent]
+    ) -> Exception:
+        """The store error for a failed batch, naming the event whose session is missing.
+
+        Runs after the failed unit of work was rolled back, so it costs nothing on success.
+        """
+        if integrity_kind(exc) != "foreign_key":
+            return _translate(exc, batch[0])
+        wanted = list(dict.fromkeys(e.session_id for e in batch))
+        async with self._db.reading() as conn:
+            found = set((await conn.execute(sa.select(S.c.id).where(S.c.id.in_(wanted)))).scalars())
+        missing = next((e for e in batch if e.session_id not in found), batch[0])
+        return _translate(exc, missing)
 
     async def get_conversation(
         self,
@@ -190,9 +205,7 @@ class ConversationRepo:
             stmt = (
                 sa.select(T)
                 .where(T.c.claude_session_id.in_(list(position)))
-                .order_by(
-                    sa.case(position, value=T.c.claude_session_id), T.c.sequence, T.c.id
-                )
+                .order_by(sa.case(position, value=T.c.claude_session_id), T.c.sequence, T.c.id)
             )
             return build_all(ConversationEvent, await conn.execute(stmt))
 

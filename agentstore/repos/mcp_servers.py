@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +15,7 @@ from agentstore.validation import check_row, require_id
 
 __all__ = ["MCPServerRepo"]
 
-T = MCPServer.__table__
+T = cast(sa.Table, MCPServer.__table__)
 
 
 class MCPServerRepo:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -13,7 +15,7 @@ from agentstore.validation import require_id
 
 __all__ = ["RawEventRepo"]
 
-T = RawEvent.__table__
+T = cast(sa.Table, RawEvent.__table__)
 
 
 class RawEventRepo:
@@ -35,8 +37,11 @@ class RawEventRepo:
             try:
                 result = await conn.execute(
                     sa.insert(T).returning(T.c.id),
-                    {"session_id": session_id, "event_json": event_json,
-                     "created_at": event.created_at},
+                    {
+                        "session_id": session_id,
+                        "event_json": event_json,
+                        "created_at": event.created_at,
+                    },
                 )
             except IntegrityError as exc:
                 raise NotFoundError("session", session_id) from exc

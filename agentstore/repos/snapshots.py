@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -13,7 +15,7 @@ from agentstore.validation import check_row, require_id
 
 __all__ = ["SnapshotRepo"]
 
-T = FileSnapshot.__table__
+T = cast(sa.Table, FileSnapshot.__table__)
 
 
 class SnapshotRepo:
@@ -23,7 +25,10 @@ class SnapshotRepo:
         self._db = db
 
     async def create(self, snapshot: FileSnapshot) -> FileSnapshot:
-        """Insert ``snapshot``; sets its ``id``. Raises :class:`NotFoundError` for a missing session."""
+        """Insert ``snapshot``; sets its ``id``.
+
+        Raises :class:`NotFoundError` if the session does not exist.
+        """
         require_id(snapshot.session_id, "FileSnapshot.session_id")
         check_row(snapshot)
         async with self._db.writing() as conn:

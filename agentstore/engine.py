@@ -91,6 +91,15 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _on_sqlite_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
+    # Replaces the pool's unconditional ROLLBACK on check-in (a hand-off to aiosqlite's
+    # thread on every call): every unit of work ends its own transaction, so roll back only
+    # what was really left open.
+    driver = getattr(dbapi_connection, "_connection", None)
+    if driver is None or driver.in_transaction:
+        dbapi_connection.rollback()
+
+
 def _on_sqlite_begin(connection: Any) -> None:
     write = connection.get_execution_options().get(WRITE, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -114,9 +123,12 @@ def create_engine(target: str | os.PathLike[str] | URL, **engine_options: Any) -
             engine_options.setdefault("pool_size", 1)
             engine_options.setdefault("max_overflow", 0)
             engine_options.setdefault("pool_recycle", -1)
+        engine_options.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, **engine_options)
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
+        if engine_options["pool_reset_on_return"] is None:
+            event.listen(engine.sync_engine, "reset", _on_sqlite_reset)
         return engine
     if backend == "postgresql":
         engine_options.setdefault("pool_pre_ping", True)

@@ -117,7 +117,7 @@ def configure_context(context: Any, **kwargs: Any) -> None:
     """``context.configure`` with agentstore's settings (batch mode and one transaction)."""
     connection: Connection | None = kwargs.get("connection")
     url = kwargs.get("url")
-    dialect = connection.dialect.name if connection is not None else sa.engine.make_url(url).get_backend_name()
+    dialect = connection.dialect.name if connection is not None else sa.engine.make_url(str(url)).get_backend_name()
     context.configure(
         **kwargs,
         render_as_batch=dialect == "sqlite",

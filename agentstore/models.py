@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import (
@@ -25,7 +25,7 @@ from sqlalchemy.orm import (
     mapped_column,
 )
 
-from agentstore.types import EmptyText, JSONValue, UTCDateTime, dump_json, utcnow
+from agentstore.types import EmptyText, Flag, JSONValue, UTCDateTime, utcnow
 
 __all__ = [
     "UNSET",
@@ -96,6 +96,17 @@ class Base(MappedAsDataclass, DeclarativeBase, kw_only=True):
 
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
+    if not TYPE_CHECKING:  # at run time only: mypy keeps catching misspelt attributes
+
+        def __getattr__(self, name: str) -> Any:
+            # The store builds the values it returns without __init__ (that is most of what
+            # reading 10,000 events costs); SQLAlchemy's per-instance bookkeeping is then
+            # attached the first time anything asks for it, e.g. on setting an attribute.
+            if name == "_sa_instance_state":
+                type(self)._sa_class_manager.setup_instance(self)
+                return self.__dict__[name]
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def __repr__(self) -> str:
         # Secrets (proxy_api_key) and large texts are left out of reprs and logs.
         fields = ", ".join(
@@ -115,7 +126,7 @@ def _text() -> Any:
 
 
 def _false() -> Any:
-    return mapped_column(sa.Boolean(), nullable=True, default=False, server_default=sa.false())
+    return mapped_column(Flag(), nullable=True, default=False, server_default=sa.false())
 
 
 def _now() -> Any:
@@ -380,7 +391,7 @@ class UserSettings(Base):
 
     id: Mapped[int] = mapped_column(sa.Integer(), primary_key=True, autoincrement=False, default=1)
     advanced_providers: Mapped[bool] = mapped_column(
-        sa.Boolean(), default=False, server_default=sa.false()
+        Flag(), default=False, server_default=sa.false()
     )
     opt_in_telemetry: Mapped[bool | None] = mapped_column(
         sa.Boolean(), default=None, server_default=sa.text("NULL")
@@ -504,9 +515,21 @@ class SessionConfig:
 
 
 def _go_json(value: Any) -> str:
-    """Go's ``json.Marshal``: compact, ``null`` for nil, ``<``/``>``/``&`` escaped."""
+    """Go's ``json.Marshal``: compact, ``null`` for nil, ``<``/``>``/``&`` and the line
+    separators U+2028/U+2029 escaped, other non-ASCII text as is, map keys sorted."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    for char, escape in _GO_ESCAPES:
+        text = text.replace(char, escape)
+    return text
+
+
+_GO_ESCAPES: Final = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
 
 
 def mcp_servers_from_config(

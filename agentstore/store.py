@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -54,6 +54,15 @@ class _Repositories:
 
     dialect_name: str
 
+    def reading(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        raise NotImplementedError
+
+    def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        raise NotImplementedError
+
+    def sqlite_driver(self) -> AbstractAsyncContextManager[Any] | None:
+        raise NotImplementedError
+
     def _bind_repositories(self) -> None:
         self.sessions = SessionRepo(self)
         self.conversations = ConversationRepo(self)
@@ -79,6 +88,10 @@ class Transaction(_Repositories):
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         yield self._connection
 
+    def sqlite_driver(self) -> AbstractAsyncContextManager[Any] | None:
+        # Inside a transaction every call goes through its one connection.
+        return None
+
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[AsyncConnection]:
         # A failed statement must not leave the rest of the transaction half-applied: a
@@ -99,6 +112,7 @@ class Store(_Repositories):
         self._engine = engine
         self._write_engine = engine.execution_options(**{WRITE: True})
         self.dialect_name = engine.dialect.name
+        self._sqlite = self.dialect_name == "sqlite"
         self._bind_repositories()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -182,6 +196,29 @@ class Store(_Repositories):
         """A connection in a write transaction, committed at the end of the block."""
         async with self._write_engine.begin() as conn:
             yield conn
+
+    def sqlite_driver(self) -> AbstractAsyncContextManager[Any] | None:
+        """The hot paths' way in on SQLite: a pooled connection's own aiosqlite connection.
+
+        A single SQL statement sent straight to the driver is one hand-off to aiosqlite's
+        thread instead of SQLAlchemy's several (FINDINGS.md); it runs in autocommit, which
+        SQLite makes atomic — a writing statement takes the write lock before it reads.
+        None on PostgreSQL.
+        """
+        return self._driver() if self._sqlite else None
+
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        raw = await self._engine.raw_connection()
+        driver = raw.driver_connection
+        try:
+            yield driver
+        finally:
+            try:
+                if driver is not None and driver.in_transaction:
+                    await driver.rollback()
+            finally:
+                raw.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

@@ -33,6 +33,7 @@ from sqlalchemy.sql.expression import FunctionElement
 
 __all__ = [
     "EmptyText",
+    "Flag",
     "JSONValue",
     "UTCDateTime",
     "format_timestamp",
@@ -52,7 +53,9 @@ def format_timestamp(value: datetime) -> str:
     """The text agentstore stores on SQLite: UTC, six fraction digits, ``+00:00``."""
     if value.tzinfo is None:
         raise ValueError("naive datetime: agentstore stores aware datetimes only")
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(sep=" ", timespec="microseconds")
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -149,6 +152,16 @@ class EmptyText(sa.types.TypeDecorator[str]):
         return "" if value is None else str(value)
 
 
+class Flag(sa.types.TypeDecorator[bool]):
+    """hld's Go ``bool``: 0/1 (``boolean`` on PostgreSQL); NULL, as hld reads it, is False."""
+
+    impl = sa.Boolean
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> bool:
+        return bool(value)
+
+
 class JSONValue(sa.types.TypeDecorator[Any]):
     """A decoded JSON value; compact JSON text on SQLite, ``json`` on PostgreSQL.
 
@@ -161,7 +174,7 @@ class JSONValue(sa.types.TypeDecorator[Any]):
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.JSON(none_as_null=True))
+            return dialect.type_descriptor(postgresql.JSON(none_as_null=False))
         return dialect.type_descriptor(sa.Text())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:

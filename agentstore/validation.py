@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from agentstore.errors import InvalidStatusError, InvalidValueError
 from agentstore.models import Base
-from agentstore.types import JSONValue, UTCDateTime
+from agentstore.types import Flag, JSONValue, UTCDateTime
 
 _Spec = tuple[tuple[str, str, bool], ...]  # (attribute, kind, nullable)
 
@@ -36,7 +36,7 @@ def _spec(cls: type[Base]) -> _Spec:
             kind = "datetime"
         elif isinstance(type_, JSONValue):
             kind = "json"
-        elif isinstance(type_, sa.Boolean):
+        elif isinstance(type_, sa.Boolean | Flag):
             kind = "bool"
         elif isinstance(type_, sa.Integer):
             kind = "int"
@@ -82,13 +82,52 @@ def check_value(owner: str, name: str, kind: str, nullable: bool, value: Any) ->
         )
 
 
-def check_row(obj: Base) -> None:
-    """Check every column value of a model instance."""
-    cls = type(obj)
-    for name, kind, nullable in _spec(cls):
-        if name == "id" and getattr(obj, name, None) is None and kind == "int":
-            continue  # assigned by the database
-        check_value(cls.__name__, name, kind, nullable, getattr(obj, name, None))
+def check_row(obj: Base) -> dict[str, Any]:
+    """Check every column value of a model instance; returns the values by column name."""
+    return _row_checker(type(obj))(obj)
+
+
+# Fast inline tests per kind; anything they do not accept goes to check_value, which either
+# accepts it (a str subclass, say) or raises the error.
+_FAST_TEST = {
+    "str": "{v}.__class__ is str",
+    "bool": "{v}.__class__ is bool",
+    "int": "{v}.__class__ is int",
+    "float": "({v}.__class__ is float or {v}.__class__ is int)",
+    "datetime": "({v}.__class__ is _datetime and {v}.tzinfo is not None)",
+    "json": "False",
+}
+
+
+@cache
+def _row_checker(cls: type[Base]) -> Any:
+    """A generated function ``obj -> {column: value}`` that checks every value on the way.
+
+    It reads the instance's ``__dict__`` (falling back to the column default for a field
+    never set) rather than going through SQLAlchemy's attribute machinery, which is what
+    made validating a batch of events cost more than writing it.
+    """
+    defaults: dict[str, Any] = {}
+    lines = ["def check(obj):", "    d = obj.__dict__"]
+    for index, (name, kind, nullable) in enumerate(_spec(cls)):
+        column = cls.__table__.columns[name]
+        default = column.default.arg if column.default is not None else None
+        if callable(default):
+            default = None  # a factory (now()): __init__ always stores its value
+        defaults[f"D{index}"] = default
+        v = f"v{index}"
+        lines.append(f"    {v} = d.get({name!r}, D{index})")
+        test = _FAST_TEST[kind].format(v=v)
+        if nullable or kind == "json" or (name == "id" and kind == "int"):
+            test = f"{v} is None or {test}"
+        lines.append(f"    if not ({test}):")
+        lines.append(f"        _check({cls.__name__!r}, {name!r}, {kind!r}, {nullable!r}, {v})")
+    fields = ", ".join(f"{name!r}: v{i}" for i, (name, _, _) in enumerate(_spec(cls)))
+    lines.append(f"    return {{{fields}}}")
+    namespace: dict[str, Any] = {"_check": check_value, "_datetime": datetime, **defaults}
+    exec(compile("\n".join(lines) + "\n", f"<agentstore checks for {cls.__name__}>", "exec"),
+         namespace)
+    return namespace["check"]
 
 
 def check_enum(enum_cls: type[StrEnum], value: object, what: str) -> str:

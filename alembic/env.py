@@ -37,7 +37,7 @@ def _upgrading() -> bool:
     if "agentstore_backup" in config.attributes:  # agentstore.migrations.upgrade
         return True
     command = getattr(config.cmd_opts, "cmd", None)
-    return bool(command) and command[0].__name__ == "upgrade"
+    return command is not None and getattr(command[0], "__name__", "") == "upgrade"
 
 
 def _run(connection: Connection) -> None:

@@ -34,8 +34,12 @@ class Database(Protocol):
         """A connection in a write transaction (SQLite: ``BEGIN IMMEDIATE``)."""
         ...
 
+    def sqlite_driver(self) -> AbstractAsyncContextManager[Any] | None:
+        """SQLite's own aiosqlite connection for single-statement hot paths, or None."""
+        ...
 
-def build(cls: type[M], values: Mapping[str, Any]) -> M:
+
+def build(cls: type[M], values: Mapping[Any, Any]) -> M:
     """A detached model instance from column values, without running ``__init__``.
 
     Every attribute is filled, so reading one never touches the database.
@@ -57,10 +61,67 @@ def build_all(cls: type[M], rows: Iterable[sa.Row[Any]]) -> list[M]:
 
 
 def values_of(obj: Base, *, skip: Iterable[str] = ()) -> dict[str, Any]:
-    """The column values of a model instance, by column name."""
-    skipped = set(skip)
-    return {
-        column.key: getattr(obj, column.key)
-        for column in obj.__table__.columns
-        if column.key not in skipped
+    """The column values of a model instance, by column name, checked (see check_row)."""
+    from agentstore.validation import check_row
+
+    values = check_row(obj)
+    for key in skip:
+        del values[key]
+    return values
+
+
+# --- building values straight from driver rows ----------------------------------------------
+
+
+def _converter_source(column: sa.Column[Any], var: str) -> str:
+    """Python source that turns the driver's value ``var`` into the model's value."""
+    from agentstore.types import EmptyText, Flag, JSONValue, UTCDateTime
+
+    type_ = column.type
+    if isinstance(type_, EmptyText):
+        return f"({var} if {var} is not None else '')"
+    if isinstance(type_, UTCDateTime):
+        return f"_ts({var})"
+    if isinstance(type_, Flag):
+        return f"bool({var})"
+    if isinstance(type_, sa.Boolean):
+        return f"(None if {var} is None else {var} == 1)"
+    if isinstance(type_, JSONValue):
+        return f"_json({var})"
+    return var
+
+
+def row_builder(cls: type[M], columns: Iterable[sa.Column[Any]]) -> Any:
+    """A fast function ``rows -> list[cls]`` for rows of ``columns`` from the SQLite driver.
+
+    It does in one generated loop what SQLAlchemy's result processing and ORM loading would
+    do per value: ``''`` for NULL plain strings, 0/1 to bool, timestamp text to aware UTC
+    datetimes, JSON text to values — and nothing else.
+    """
+    import json
+
+    from agentstore.types import parse_timestamp
+
+    cols = list(columns)
+    names = [f"v{i}" for i in range(len(cols))]
+    fields = ", ".join(
+        f"{c.key!r}: {_converter_source(c, n)}" for c, n in zip(cols, names, strict=True)
+    )
+    source = (
+        "def build(rows):\n"
+        "    out = []\n"
+        "    append = out.append\n"
+        f"    for ({', '.join(names)},) in rows:\n"
+        "        obj = _new(_cls)\n"
+        f"        obj.__dict__.update({{{fields}}})\n"
+        "        append(obj)\n"
+        "    return out\n"
+    )
+    namespace: dict[str, Any] = {
+        "_new": object.__new__,
+        "_cls": cls,
+        "_ts": parse_timestamp,
+        "_json": lambda v: None if v is None or v == "" else json.loads(v),
     }
+    exec(compile(source, f"<agentstore row builder for {cls.__name__}>", "exec"), namespace)
+    return namespace["build"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -11,8 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentstore.errors import DuplicateError, InvalidValueError, NotFoundError
 from agentstore.models import ApprovalStatus, ConversationEvent, EventType, Session
-from agentstore.repos._base import Database, build, build_all, values_of
+from agentstore.repos._base import Database, build, build_all, row_builder
 from agentstore.repos._errors import integrity_kind
+from agentstore.repos._sqlite import CompiledSQLite, bind
+from agentstore.repos._sqlite import IntegrityError as DriverIntegrityError
+from agentstore.types import format_timestamp
 from agentstore.validation import check_enum, check_row, require_id
 
 __all__ = ["ConversationRepo"]
@@ -22,14 +26,22 @@ S = cast(sa.Table, Session.__table__)
 _TOOL_CALL = EventType.TOOL_CALL.value
 
 
-def _check_event(event: ConversationEvent) -> None:
+_EVENT_TYPES = frozenset(EventType)
+_APPROVAL_STATUSES = frozenset(ApprovalStatus)
+
+
+def _check_event(event: ConversationEvent) -> dict[str, Any]:
+    """The event's column values (all but the id), checked; raises before anything is written."""
     if not isinstance(event, ConversationEvent):
         raise InvalidValueError(f"expected a ConversationEvent, got {type(event).__name__}")
-    require_id(event.session_id, "ConversationEvent.session_id")
-    check_row(event)
-    event.event_type = check_enum(EventType, event.event_type, "event type")
-    if event.approval_status:
-        event.approval_status = check_enum(ApprovalStatus, event.approval_status, "approval status")
+    values = check_row(event)
+    del values["id"]
+    require_id(values["session_id"], "ConversationEvent.session_id")
+    if values["event_type"] not in _EVENT_TYPES:
+        check_enum(EventType, values["event_type"], "event type")
+    if values["approval_status"] and values["approval_status"] not in _APPROVAL_STATUSES:
+        check_enum(ApprovalStatus, values["approval_status"], "approval status")
+    return values
 
 
 async def _lock_sequence(conn: AsyncConnection, claude_session_ids: Sequence[str]) -> None:
@@ -56,7 +68,42 @@ async def _next_sequence(conn: AsyncConnection, claude_session_id: str) -> int:
     return int(current or 0) + 1
 
 
-def _translate(exc: IntegrityError, event: ConversationEvent) -> Exception:
+# Every column but the id, in table order: what an append writes.
+_WRITTEN = [c for c in T.columns if c.key != "id"]
+_WRITTEN_KEYS = [c.key for c in _WRITTEN]
+
+# One append is one statement: the next sequence is computed inside the INSERT, which on
+# SQLite takes the write lock before it reads, so no other writer — task, process or hld —
+# can slip in between (on PostgreSQL an advisory lock is taken first, see _lock_sequence).
+_APPEND = (
+    sa.insert(T)
+    .from_select(
+        _WRITTEN_KEYS,
+        sa.select(
+            *(
+                sa.func.coalesce(sa.func.max(T.c.sequence), 0) + 1
+                if c.key == "sequence"
+                else bind(c.key, c)
+                for c in _WRITTEN
+            )
+        ).where(T.c.claude_session_id == bind("claude_session_id", T.c.claude_session_id)),
+    )
+    .returning(T.c.id, T.c.sequence)
+)
+_APPEND_SQLITE = CompiledSQLite(_APPEND)
+_INSERT_SQLITE = CompiledSQLite(sa.insert(T).values({c.key: bind(c.key, c) for c in _WRITTEN}))
+_BUILD_EVENTS = row_builder(ConversationEvent, T.columns)
+
+
+def _to_driver(values: dict[str, Any]) -> dict[str, Any]:
+    """Checked values as SQLite stores them (what the column types bind on the portable path)."""
+    values["created_at"] = format_timestamp(values["created_at"])
+    values["is_completed"] = 1 if values["is_completed"] else 0
+    values["event_type"] = str(values["event_type"])
+    return values
+
+
+def _translate(exc: Exception, event: ConversationEvent) -> Exception:
     if integrity_kind(exc) == "foreign_key":
         return NotFoundError("session", event.session_id)
     return DuplicateError("conversation event", (event.claude_session_id, event.sequence))
@@ -75,17 +122,26 @@ class ConversationRepo:
         processes append at once. Raises :class:`NotFoundError` if the session does not
         exist and :class:`InvalidValueError` for bad values; nothing is written then.
         """
-        _check_event(event)
-        async with self._db.writing() as conn:
-            await _lock_sequence(conn, [event.claude_session_id])
-            sequence = await _next_sequence(conn, event.claude_session_id)
-            values = values_of(event, skip=("id",))
-            values["sequence"] = sequence
-            try:
-                new_id = (await conn.execute(sa.insert(T).returning(T.c.id), values)).scalar_one()
-            except IntegrityError as exc:
-                raise _translate(exc, event) from exc
-        event.sequence = sequence
+        values = _check_event(event)
+        driver = self._db.sqlite_driver()
+        if driver is not None:
+            async with driver as raw:
+                try:
+                    rows = await raw.execute_fetchall(
+                        _APPEND_SQLITE.sql, _APPEND_SQLITE.args(_to_driver(values))
+                    )
+                except DriverIntegrityError as exc:
+                    raise _translate(exc, event) from exc
+            new_id, sequence = rows[0]
+        else:
+            async with self._db.writing() as conn:
+                await _lock_sequence(conn, [event.claude_session_id])
+                try:
+                    row = (await conn.execute(_APPEND, values)).one()
+                except IntegrityError as exc:
+                    raise _translate(exc, event) from exc
+            new_id, sequence = row
+        event.sequence = int(sequence)
         event.id = int(new_id)
         return event
 
@@ -95,20 +151,26 @@ class ConversationRepo:
         Sets ``sequence`` and ``id`` on each event; all or nothing.
         """
         batch = list(events)
-        for event in batch:
-            _check_event(event)
+        checked = [_check_event(event) for event in batch]
         if not batch:
+            return batch
+        driver = self._db.sqlite_driver()
+        if driver is not None:
+            try:
+                async with driver as raw:
+                    await self._add_many_sqlite(raw, batch, checked)
+            except DriverIntegrityError as exc:
+                raise await self._translate_batch(exc, batch) from exc
             return batch
         try:
             async with self._db.writing() as conn:
                 await _lock_sequence(conn, [e.claude_session_id for e in batch])
                 next_of: dict[str, int] = {}
                 rows: list[dict[str, Any]] = []
-                for event in batch:
+                for event, values in zip(batch, checked, strict=True):
                     key = event.claude_session_id
                     if key not in next_of:
                         next_of[key] = await _next_sequence(conn, key)
-                    values = values_of(event, skip=("id",))
                     values["sequence"] = next_of[key]
                     next_of[key] += 1
                     rows.append(values)
@@ -123,8 +185,47 @@ class ConversationRepo:
             event.id = new_id
         return batch
 
+    @staticmethod
+    async def _add_many_sqlite(
+        raw: Any, batch: list[ConversationEvent], checked: list[dict[str, Any]]
+    ) -> None:
+        """The batch in one ``BEGIN IMMEDIATE`` transaction: five statements in all."""
+        await raw.execute("BEGIN IMMEDIATE")
+        try:
+            keys = list(dict.fromkeys(e.claude_session_id for e in batch))
+            marks = ", ".join("?" * len(keys))
+            current = dict(
+                await raw.execute_fetchall(
+                    "SELECT claude_session_id, MAX(sequence) FROM conversation_events "
+                    f"WHERE claude_session_id IN ({marks}) GROUP BY claude_session_id",
+                    keys,
+                )
+            )
+            (last_id,) = (await raw.execute_fetchall("SELECT MAX(id) FROM conversation_events"))[0]
+            next_of = {key: int(current.get(key) or 0) + 1 for key in keys}
+            rows = []
+            for event, values in zip(batch, checked, strict=True):
+                values = _to_driver(values)
+                values["sequence"] = next_of[event.claude_session_id]
+                next_of[event.claude_session_id] += 1
+                rows.append(_INSERT_SQLITE.args(values))
+                event.sequence = values["sequence"]
+            await raw.executemany(_INSERT_SQLITE.sql, rows)
+            # The write lock is ours, so the new rows are exactly those above the old maximum.
+            ids = await raw.execute_fetchall(
+                "SELECT id FROM conversation_events WHERE id > ? ORDER BY id", (last_id or 0,)
+            )
+            await raw.commit()
+        except BaseException:
+            for event in batch:
+                event.sequence = 0
+            await raw.rollback()
+            raise
+        for event, (new_id,) in zip(batch, ids, strict=True):
+            event.id = new_id
+
     async def _translate_batch(
-        self, exc: IntegrityError, batch: Sequence[ConversationEvent]
+        self, exc: Exception, batch: Sequence[ConversationEvent]
     ) -> Exception:
         """The store error for a failed batch, naming the event whose session is missing.
 
@@ -152,23 +253,27 @@ class ConversationRepo:
         and no ``after_sequence`` the newest ``limit`` events are returned (still oldest
         first); with ``after_sequence`` the next ``limit`` after it.
         """
-        stmt = sa.select(T).where(T.c.claude_session_id == claude_session_id)
-        if after_sequence is not None:
-            stmt = stmt.where(T.c.sequence > after_sequence)
-        if before_sequence is not None:
-            stmt = stmt.where(T.c.sequence < before_sequence)
-        newest = limit is not None and after_sequence is None
-        if limit is not None:
-            if limit < 0:
-                raise InvalidValueError(f"limit must be >= 0, got {limit}")
-            order = T.c.sequence.desc() if newest else T.c.sequence.asc()
-            stmt = stmt.order_by(order, T.c.id.desc() if newest else T.c.id.asc()).limit(limit)
+        if limit is not None and limit < 0:
+            raise InvalidValueError(f"limit must be >= 0, got {limit}")
+        shape = (after_sequence is not None, before_sequence is not None, limit is not None)
+        stmt, compiled = _conversation_statement(*shape)
+        values = {
+            "claude_session_id": claude_session_id,
+            "after": after_sequence,
+            "before": before_sequence,
+            "limit": limit,
+        }
+        driver = self._db.sqlite_driver()
+        if driver is not None:
+            async with driver as raw:
+                events: list[ConversationEvent] = _BUILD_EVENTS(
+                    await raw.execute_fetchall(compiled.sql, compiled.args(values))
+                )
         else:
-            stmt = stmt.order_by(T.c.sequence, T.c.id)
-        async with self._db.reading() as conn:
-            events = build_all(ConversationEvent, await conn.execute(stmt))
-        if newest:
-            events.reverse()
+            async with self._db.reading() as conn:
+                events = build_all(ConversationEvent, await conn.execute(stmt, values))
+        if limit is not None and after_sequence is None:
+            events.reverse()  # the newest ``limit`` were read newest first
         return events
 
     async def get_session_conversation(self, session_id: str) -> list[ConversationEvent]:
@@ -336,3 +441,25 @@ class ConversationRepo:
         """How many events are stored."""
         async with self._db.reading() as conn:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(T))).scalar_one())
+
+
+@cache
+def _conversation_statement(
+    after: bool, before: bool, limit: bool
+) -> tuple[sa.Select[Any], CompiledSQLite]:
+    """``get_conversation``'s statement for one combination of paging arguments."""
+    stmt = sa.select(T).where(T.c.claude_session_id == sa.bindparam("claude_session_id"))
+    if after:
+        stmt = stmt.where(T.c.sequence > sa.bindparam("after"))
+    if before:
+        stmt = stmt.where(T.c.sequence < sa.bindparam("before"))
+    if limit:
+        newest = not after  # only a limit (or a limit before a point): the latest N
+        if newest:
+            stmt = stmt.order_by(T.c.sequence.desc(), T.c.id.desc())
+        else:
+            stmt = stmt.order_by(T.c.sequence, T.c.id)
+        stmt = stmt.limit(sa.bindparam("limit"))
+    else:
+        stmt = stmt.order_by(T.c.sequence, T.c.id)
+    return stmt, CompiledSQLite(stmt)

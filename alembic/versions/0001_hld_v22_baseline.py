@@ -238,9 +238,7 @@ def upgrade() -> None:
     else:
         _create_postgresql()
     ledger = sa.table("schema_version", sa.column("version"), sa.column("description"))
-    op.bulk_insert(
-        ledger, [{"version": v, "description": d} for v, d in HLD_LEDGER]  # type: ignore[arg-type]
-    )
+    op.bulk_insert(ledger, [{"version": v, "description": d} for v, d in HLD_LEDGER])
     op.execute("INSERT INTO user_settings (id, advanced_providers) VALUES (1, FALSE)")
 
 

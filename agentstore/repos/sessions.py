@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +28,7 @@ from agentstore.validation import check_enum, check_row, check_value, columns_of
 
 __all__ = ["SessionRepo"]
 
-T = Session.__table__
+T = cast(sa.Table, Session.__table__)
 _DEPENDENTS = (ConversationEvent, Approval, MCPServer, RawEvent, FileSnapshot)
 # Statuses in which a session can still be running with bypassed permissions.
 _ACTIVE = (SessionStatus.RUNNING, SessionStatus.WAITING_INPUT, SessionStatus.STARTING)
@@ -104,7 +105,7 @@ class SessionRepo:
         """
         async with self._db.writing() as conn:
             for model in _DEPENDENTS:
-                table = model.__table__
+                table = cast(sa.Table, model.__table__)
                 await conn.execute(sa.delete(table).where(table.c.session_id == session_id))
             result = await conn.execute(sa.delete(T).where(T.c.id == session_id))
             if result.rowcount == 0:
@@ -152,18 +153,24 @@ class SessionRepo:
             )
             if not isinstance(at, datetime) or not isinstance(after_id, str):
                 raise InvalidValueError("before must be a Session or (last_activity_at, id)")
+            if at.tzinfo is None:
+                raise InvalidValueError("before's last_activity_at is a naive datetime")
             key = instant_key(at, self._db.dialect_name)
             k = instant(T.c.last_activity_at)
             query = query.where(sa.or_(k < key, sa.and_(k == key, T.c.id < after_id)))
         query = query.order_by(*_newest_first())
         if limit is not None:
+            if not isinstance(limit, int) or isinstance(limit, bool):
+                raise InvalidValueError(f"limit must be int or None, got {type(limit).__name__}")
             if limit < 0:
                 raise InvalidValueError(f"limit must be >= 0, got {limit}")
             query = query.limit(limit)
         async with self._db.reading() as conn:
             return build_all(Session, await conn.execute(query))
 
-    async def search_by_title(self, query: str, limit: int = SEARCH_DEFAULT_LIMIT) -> list[Session]:
+    async def search_by_title(
+        self, query: str, limit: int = SEARCH_DEFAULT_LIMIT
+    ) -> builtins.list[Session]:
         """Leaf sessions whose title, summary or query contains ``query``.
 
         Case-insensitive, and ``%``, ``_``, ``\\`` match themselves. Archived, draft and
@@ -171,6 +178,10 @@ class SessionRepo:
         first; ``limit <= 0`` means 10, and at most 50 are returned (the seed also cut at 20).
         ``[]`` if none match.
         """
+        if not isinstance(query, str):
+            raise InvalidValueError(f"query must be str, got {type(query).__name__}")
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise InvalidValueError(f"limit must be int, got {type(limit).__name__}")
         if limit <= 0:
             limit = SEARCH_DEFAULT_LIMIT
         limit = min(limit, SEARCH_MAX_LIMIT)
@@ -181,11 +192,14 @@ class SessionRepo:
             T.c.status.not_in([SessionStatus.DRAFT.value, SessionStatus.DISCARDED.value]),
         )
         if query:
+            # ILIKE on PostgreSQL, lower() on both sides elsewhere: the database folds the
+            # case of the text and of the pattern alike (lowering the pattern in Python while
+            # SQLite's lower() only folds ASCII made 'ÉCOLE' miss itself).
             pattern = _like_literal(query)
             stmt = stmt.where(
                 sa.or_(
                     *(
-                        sa.func.lower(column).like(pattern.lower(), escape="\\")
+                        column.ilike(pattern, escape="\\")
                         for column in (T.c.title, T.c.summary, T.c.query)
                     )
                 )
@@ -194,12 +208,16 @@ class SessionRepo:
         async with self._db.reading() as conn:
             return build_all(Session, await conn.execute(stmt))
 
-    async def expired_dangerous_permissions(self, now: datetime | None = None) -> list[Session]:
+    async def expired_dangerous_permissions(
+        self, now: datetime | None = None
+    ) -> builtins.list[Session]:
         """Active sessions whose bypass-permissions window has expired, earliest expiry first.
 
         Active means starting, running or waiting for input. ``[]`` if none.
         """
         at = now if now is not None else utcnow()
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise InvalidValueError("now must be an aware datetime")
         column = T.c.dangerously_skip_permissions_expires_at
         stmt = (
             sa.select(T)
@@ -214,11 +232,15 @@ class SessionRepo:
         async with self._db.reading() as conn:
             return build_all(Session, await conn.execute(stmt))
 
-    async def recent_working_dirs(self, limit: int = RECENT_DIRS_DEFAULT_LIMIT) -> list[RecentPath]:
+    async def recent_working_dirs(
+        self, limit: int = RECENT_DIRS_DEFAULT_LIMIT
+    ) -> builtins.list[RecentPath]:
         """Working directories by their most recent session, newest first.
 
         '' and '.' and NULL are skipped; ``limit <= 0`` means 20. ``[]`` if none.
         """
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise InvalidValueError(f"limit must be int, got {type(limit).__name__}")
         if limit <= 0:
             limit = RECENT_DIRS_DEFAULT_LIMIT
         key = instant(T.c.last_activity_at)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import sqlalchemy as sa
 
 from agentstore.errors import InvalidValueError
@@ -11,7 +13,7 @@ from agentstore.types import utcnow
 
 __all__ = ["SettingsRepo"]
 
-T = UserSettings.__table__
+T = cast(sa.Table, UserSettings.__table__)
 
 
 class SettingsRepo:
@@ -36,7 +38,8 @@ class SettingsRepo:
         """
         if not isinstance(settings.advanced_providers, bool):
             raise InvalidValueError("UserSettings.advanced_providers must be bool")
-        if settings.opt_in_telemetry is not None and not isinstance(settings.opt_in_telemetry, bool):
+        telemetry = settings.opt_in_telemetry
+        if telemetry is not None and not isinstance(telemetry, bool):
             raise InvalidValueError("UserSettings.opt_in_telemetry must be bool or None")
         now = utcnow()
         values = {

@@ -25,7 +25,7 @@ from sqlalchemy.orm import (
     mapped_column,
 )
 
-from agentstore.types import EmptyText, Flag, JSONValue, UTCDateTime, utcnow
+from agentstore.types import EmptyText, Flag, Int64, JSONValue, UTCDateTime, utcnow
 
 __all__ = [
     "UNSET",
@@ -91,7 +91,7 @@ NAMING_CONVENTION: Final = {
 }
 
 
-class Base(MappedAsDataclass, DeclarativeBase, kw_only=True):
+class Base(MappedAsDataclass, DeclarativeBase, kw_only=True, repr=False):
     """The declarative base: named constraints and hld's column types."""
 
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
@@ -164,7 +164,7 @@ class Session(Base):
     model: Mapped[str] = _text()
     model_id: Mapped[str] = _text()
     working_dir: Mapped[str] = _text()
-    max_turns: Mapped[int] = mapped_column(sa.Integer(), nullable=True, default=0)
+    max_turns: Mapped[int] = mapped_column(Int64, nullable=True, default=0)
     system_prompt: Mapped[str] = _text()
     append_system_prompt: Mapped[str] = _text()
     custom_instructions: Mapped[str] = _text()
@@ -181,13 +181,13 @@ class Session(Base):
     cost_usd: Mapped[float | None] = mapped_column(
         sa.Float().with_variant(sa.REAL(), "sqlite"), default=None
     )
-    input_tokens: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
-    output_tokens: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
-    cache_creation_input_tokens: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
-    cache_read_input_tokens: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
-    effective_context_tokens: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
-    duration_ms: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
-    num_turns: Mapped[int | None] = mapped_column(sa.Integer(), default=None)
+    input_tokens: Mapped[int | None] = mapped_column(Int64, default=None)
+    output_tokens: Mapped[int | None] = mapped_column(Int64, default=None)
+    cache_creation_input_tokens: Mapped[int | None] = mapped_column(Int64, default=None)
+    cache_read_input_tokens: Mapped[int | None] = mapped_column(Int64, default=None)
+    effective_context_tokens: Mapped[int | None] = mapped_column(Int64, default=None)
+    duration_ms: Mapped[int | None] = mapped_column(Int64, default=None)
+    num_turns: Mapped[int | None] = mapped_column(Int64, default=None)
     result_content: Mapped[str] = _text()
     error_message: Mapped[str] = _text()
     auto_accept_edits: Mapped[bool] = _false()
@@ -196,7 +196,7 @@ class Session(Base):
         UTCDateTime(), default=None
     )
     dangerously_skip_permissions_timeout_ms: Mapped[int | None] = mapped_column(
-        sa.Integer(), default=None
+        Int64, default=None
     )
     archived: Mapped[bool] = _false()
     proxy_enabled: Mapped[bool] = _false()
@@ -269,11 +269,11 @@ class ConversationEvent(Base):
     )
 
     id: Mapped[int | None] = mapped_column(
-        sa.Integer(), primary_key=True, autoincrement=True, nullable=False, default=None
+        Int64, primary_key=True, autoincrement=True, nullable=False, default=None
     )
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")
     claude_session_id: Mapped[str] = _text()
-    sequence: Mapped[int] = mapped_column(sa.Integer(), default=0)
+    sequence: Mapped[int] = mapped_column(Int64, default=0)
     event_type: Mapped[str] = mapped_column(sa.Text(), default=EventType.MESSAGE)
     created_at: Mapped[datetime] = _now()
     role: Mapped[str] = _text()
@@ -337,7 +337,7 @@ class MCPServer(Base):
     )
 
     id: Mapped[int | None] = mapped_column(
-        sa.Integer(), primary_key=True, autoincrement=True, nullable=False, default=None
+        Int64, primary_key=True, autoincrement=True, nullable=False, default=None
     )
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")
     name: Mapped[str] = mapped_column(sa.Text(), default="")
@@ -356,7 +356,7 @@ class RawEvent(Base):
     )
 
     id: Mapped[int | None] = mapped_column(
-        sa.Integer(), primary_key=True, autoincrement=True, nullable=False, default=None
+        Int64, primary_key=True, autoincrement=True, nullable=False, default=None
     )
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")
     event_json: Mapped[str] = mapped_column(sa.Text(), default="")
@@ -374,7 +374,7 @@ class FileSnapshot(Base):
     )
 
     id: Mapped[int | None] = mapped_column(
-        sa.Integer(), primary_key=True, autoincrement=True, nullable=False, default=None
+        Int64, primary_key=True, autoincrement=True, nullable=False, default=None
     )
     tool_id: Mapped[str] = mapped_column(sa.Text(), default="")
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")

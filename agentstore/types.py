@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -34,6 +34,7 @@ from sqlalchemy.sql.expression import FunctionElement
 __all__ = [
     "EmptyText",
     "Flag",
+    "Int64",
     "JSONValue",
     "UTCDateTime",
     "format_timestamp",
@@ -96,6 +97,10 @@ class _DeclaredText(sa.types.UserDefinedType[str]):
 
     def get_col_spec(self, **kw: Any) -> str:
         return self.declared
+
+
+Int64: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+"""Go's ``int``/``int64``: ``bigint`` on PostgreSQL; on SQLite hld's ``INTEGER`` (64-bit there)."""
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):

@@ -42,7 +42,8 @@ def _now() -> sa.TextClause:
 
 
 def _create_postgresql() -> None:
-    text, ts, boolean = sa.Text, UTCDateTime, sa.Boolean
+    # Go's int and int64 are 64-bit: bigint here (SQLite's INTEGER is 64-bit already).
+    text, ts, boolean, integer = sa.Text, UTCDateTime, sa.Boolean, sa.BigInteger
     op.create_table(
         "sessions",
         sa.Column("id", text, primary_key=True),
@@ -53,7 +54,7 @@ def _create_postgresql() -> None:
         sa.Column("summary", text),
         sa.Column("model", text),
         sa.Column("working_dir", text),
-        sa.Column("max_turns", sa.Integer),
+        sa.Column("max_turns", integer),
         sa.Column("system_prompt", text),
         sa.Column("append_system_prompt", text),
         sa.Column("custom_instructions", text),
@@ -65,8 +66,8 @@ def _create_postgresql() -> None:
         sa.Column("last_activity_at", ts(), nullable=False, server_default=_now()),
         sa.Column("completed_at", ts()),
         sa.Column("cost_usd", sa.Float),
-        sa.Column("duration_ms", sa.Integer),
-        sa.Column("num_turns", sa.Integer),
+        sa.Column("duration_ms", integer),
+        sa.Column("num_turns", integer),
         sa.Column("result_content", text),
         sa.Column("error_message", text),
         sa.Column("auto_accept_edits", boolean, server_default=sa.false()),
@@ -76,17 +77,17 @@ def _create_postgresql() -> None:
         sa.Column("additional_directories", text),
         sa.Column("title", text, server_default=sa.text("''")),
         sa.Column("model_id", text),
-        sa.Column("input_tokens", sa.Integer),
-        sa.Column("output_tokens", sa.Integer),
-        sa.Column("cache_creation_input_tokens", sa.Integer),
-        sa.Column("cache_read_input_tokens", sa.Integer),
-        sa.Column("effective_context_tokens", sa.Integer),
+        sa.Column("input_tokens", integer),
+        sa.Column("output_tokens", integer),
+        sa.Column("cache_creation_input_tokens", integer),
+        sa.Column("cache_read_input_tokens", integer),
+        sa.Column("effective_context_tokens", integer),
         sa.Column("proxy_enabled", boolean, server_default=sa.false()),
         sa.Column("proxy_base_url", text, server_default=sa.text("''")),
         sa.Column("proxy_model_override", text, server_default=sa.text("''")),
         sa.Column("proxy_api_key", text, server_default=sa.text("''")),
         sa.Column("editor_state", text),
-        sa.Column("dangerously_skip_permissions_timeout_ms", sa.Integer),
+        sa.Column("dangerously_skip_permissions_timeout_ms", integer),
         sa.PrimaryKeyConstraint("id", name="pk_sessions"),
         sa.UniqueConstraint("run_id", name="uq_sessions_run_id"),
     )
@@ -108,10 +109,10 @@ def _create_postgresql() -> None:
 
     op.create_table(
         "conversation_events",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", integer, primary_key=True, autoincrement=True),
         sa.Column("session_id", text, nullable=False),
         sa.Column("claude_session_id", text),
-        sa.Column("sequence", sa.Integer, nullable=False),
+        sa.Column("sequence", integer, nullable=False),
         sa.Column("event_type", text, nullable=False),
         sa.Column("created_at", ts(), nullable=False, server_default=_now()),
         sa.Column("role", text),
@@ -147,7 +148,7 @@ def _create_postgresql() -> None:
     )
     op.create_table(
         "mcp_servers",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", integer, primary_key=True, autoincrement=True),
         sa.Column("session_id", text, nullable=False),
         sa.Column("name", text, nullable=False),
         sa.Column("command", text, nullable=False),
@@ -159,7 +160,7 @@ def _create_postgresql() -> None:
     op.create_index("idx_mcp_servers_session", "mcp_servers", ["session_id"])
     op.create_table(
         "raw_events",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", integer, primary_key=True, autoincrement=True),
         sa.Column("session_id", text, nullable=False),
         sa.Column("event_json", text, nullable=False),
         sa.Column("created_at", ts(), nullable=False, server_default=_now()),
@@ -208,7 +209,7 @@ def _create_postgresql() -> None:
     )
     op.create_table(
         "file_snapshots",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", integer, primary_key=True, autoincrement=True),
         sa.Column("tool_id", text, nullable=False),
         sa.Column("session_id", text, nullable=False),
         sa.Column("file_path", text, nullable=False),

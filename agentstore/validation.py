@@ -84,7 +84,8 @@ def check_value(owner: str, name: str, kind: str, nullable: bool, value: Any) ->
 
 def check_row(obj: Base) -> dict[str, Any]:
     """Check every column value of a model instance; returns the values by column name."""
-    return _row_checker(type(obj))(obj)
+    values: dict[str, Any] = _row_checker(type(obj))(obj)
+    return values
 
 
 # Fast inline tests per kind; anything they do not accept goes to check_value, which either

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -73,7 +73,7 @@ def values_of(obj: Base, *, skip: Iterable[str] = ()) -> dict[str, Any]:
 # --- building values straight from driver rows ----------------------------------------------
 
 
-def _converter_source(column: sa.Column[Any], var: str) -> str:
+def _converter_source(column: sa.ColumnElement[Any], var: str) -> str:
     """Python source that turns the driver's value ``var`` into the model's value."""
     from agentstore.types import EmptyText, Flag, JSONValue, UTCDateTime
 
@@ -91,7 +91,7 @@ def _converter_source(column: sa.Column[Any], var: str) -> str:
     return var
 
 
-def row_builder(cls: type[M], columns: Iterable[sa.Column[Any]]) -> Any:
+def row_builder(cls: type[M], columns: Iterable[sa.ColumnElement[Any]]) -> Any:
     """A fast function ``rows -> list[cls]`` for rows of ``columns`` from the SQLite driver.
 
     It does in one generated loop what SQLAlchemy's result processing and ORM loading would
@@ -125,3 +125,36 @@ def row_builder(cls: type[M], columns: Iterable[sa.Column[Any]]) -> Any:
     }
     exec(compile(source, f"<agentstore row builder for {cls.__name__}>", "exec"), namespace)
     return namespace["build"]
+
+
+class ModelQuery(Generic[M]):
+    """A SELECT of whole ``cls`` rows, defined once and run on the fastest path available.
+
+    On SQLite outside a transaction it runs on the driver's own connection and builds the
+    models straight from the rows (:mod:`agentstore.repos._sqlite`); elsewhere through
+    SQLAlchemy. Parameters are named ``sa.bindparam``\\ s, given as a dict at run time.
+    """
+
+    def __init__(self, cls: type[M], statement: sa.Select[Any]) -> None:
+        from agentstore.repos._sqlite import CompiledSQLite
+
+        self.cls = cls
+        self.statement = statement
+        self.sqlite = CompiledSQLite(statement)
+        self._build = row_builder(cls, cls.__table__.columns)
+
+    async def all(self, db: Database, values: dict[str, Any]) -> list[M]:
+        """Every matching row as a detached model, in the statement's order."""
+        driver = db.sqlite_driver()
+        if driver is not None:
+            async with driver as raw:
+                rows = await raw.execute_fetchall(self.sqlite.sql, self.sqlite.args(values))
+            built: list[M] = self._build(rows)
+            return built
+        async with db.reading() as conn:
+            return build_all(self.cls, await conn.execute(self.statement, values))
+
+    async def first(self, db: Database, values: dict[str, Any]) -> M | None:
+        """The first matching row, or None (the statement should carry its own LIMIT 1)."""
+        found = await self.all(db, values)
+        return found[0] if found else None

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import operator
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 __all__ = ["CompiledSQLite", "IntegrityError", "bind"]
 
@@ -31,8 +32,10 @@ class CompiledSQLite:
     __slots__ = ("_pick", "constants", "names", "sql")
 
     def __init__(self, statement: ClauseElement) -> None:
-        compiled = statement.compile(dialect=_DIALECT)
+        compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
         self.sql: str = str(compiled)
+        if "POSTCOMPILE" in self.sql:  # an IN list: its SQL would depend on each call's values
+            raise ValueError("a statement run on the driver cannot hold an IN (...) list")
         self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
         # Parameters the statement carries itself (literals such as the 1 in MAX(...) + 1).
         self.constants: dict[str, Any] = {

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentstore.errors import DuplicateError, InvalidValueError, NotFoundError
 from agentstore.models import ApprovalStatus, ConversationEvent, EventType, Session
-from agentstore.repos._base import Database, build, build_all, row_builder
+from agentstore.repos._base import Database, ModelQuery, build, build_all
 from agentstore.repos._errors import integrity_kind
 from agentstore.repos._sqlite import CompiledSQLite, bind
 from agentstore.repos._sqlite import IntegrityError as DriverIntegrityError
@@ -92,7 +92,6 @@ _APPEND = (
 )
 _APPEND_SQLITE = CompiledSQLite(_APPEND)
 _INSERT_SQLITE = CompiledSQLite(sa.insert(T).values({c.key: bind(c.key, c) for c in _WRITTEN}))
-_BUILD_EVENTS = row_builder(ConversationEvent, T.columns)
 
 
 def _to_driver(values: dict[str, Any]) -> dict[str, Any]:
@@ -255,23 +254,16 @@ class ConversationRepo:
         """
         if limit is not None and limit < 0:
             raise InvalidValueError(f"limit must be >= 0, got {limit}")
-        shape = (after_sequence is not None, before_sequence is not None, limit is not None)
-        stmt, compiled = _conversation_statement(*shape)
+        query = _conversation_query(
+            after_sequence is not None, before_sequence is not None, limit is not None
+        )
         values = {
             "claude_session_id": claude_session_id,
             "after": after_sequence,
             "before": before_sequence,
             "limit": limit,
         }
-        driver = self._db.sqlite_driver()
-        if driver is not None:
-            async with driver as raw:
-                events: list[ConversationEvent] = _BUILD_EVENTS(
-                    await raw.execute_fetchall(compiled.sql, compiled.args(values))
-                )
-        else:
-            async with self._db.reading() as conn:
-                events = build_all(ConversationEvent, await conn.execute(stmt, values))
+        events = await query.all(self._db, values)
         if limit is not None and after_sequence is None:
             events.reverse()  # the newest ``limit`` were read newest first
         return events
@@ -444,9 +436,7 @@ class ConversationRepo:
 
 
 @cache
-def _conversation_statement(
-    after: bool, before: bool, limit: bool
-) -> tuple[sa.Select[Any], CompiledSQLite]:
+def _conversation_query(after: bool, before: bool, limit: bool) -> ModelQuery[ConversationEvent]:
     """``get_conversation``'s statement for one combination of paging arguments."""
     stmt = sa.select(T).where(T.c.claude_session_id == sa.bindparam("claude_session_id"))
     if after:
@@ -462,4 +452,4 @@ def _conversation_statement(
         stmt = stmt.limit(sa.bindparam("limit"))
     else:
         stmt = stmt.order_by(T.c.sequence, T.c.id)
-    return stmt, CompiledSQLite(stmt)
+    return ModelQuery(ConversationEvent, stmt)

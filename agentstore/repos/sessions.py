@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -22,7 +23,7 @@ from agentstore.models import (
     SessionStatus,
     SessionUpdate,
 )
-from agentstore.repos._base import Database, build, build_all, values_of
+from agentstore.repos._base import Database, ModelQuery, build_all, values_of
 from agentstore.types import instant, instant_key, utcnow
 from agentstore.validation import check_enum, check_row, check_value, columns_of, require_id
 
@@ -113,17 +114,14 @@ class SessionRepo:
 
     async def get(self, session_id: str) -> Session:
         """The session with this id; raises :class:`NotFoundError` if there is none."""
-        async with self._db.reading() as conn:
-            row = (await conn.execute(sa.select(T).where(T.c.id == session_id))).first()
-        if row is None:
+        found = await _BY_ID.first(self._db, {"id": session_id})
+        if found is None:
             raise NotFoundError("session", session_id)
-        return build(Session, row._mapping)
+        return found
 
     async def get_by_run_id(self, run_id: str) -> Session | None:
         """The session with this run id, or None."""
-        async with self._db.reading() as conn:
-            row = (await conn.execute(sa.select(T).where(T.c.run_id == run_id))).first()
-        return None if row is None else build(Session, row._mapping)
+        return await _BY_RUN_ID.first(self._db, {"run_id": run_id})
 
     async def list(
         self,
@@ -141,12 +139,11 @@ class SessionRepo:
         meanwhile do not shift the pages. ``include_archived=False`` leaves archived ones
         out; ``statuses`` keeps only those statuses.
         """
-        query = sa.select(T)
-        if not include_archived:
-            query = query.where(sa.or_(T.c.archived.is_(None), T.c.archived == sa.false()))
+        values: dict[str, Any] = {}
+        wanted: builtins.list[str] | None = None
         if statuses is not None:
             wanted = [check_enum(SessionStatus, s, "session status") for s in statuses]
-            query = query.where(T.c.status.in_(wanted))
+            values.update({f"status_{i}": status for i, status in enumerate(wanted)})
         if before is not None:
             at, after_id = (
                 (before.last_activity_at, before.id) if isinstance(before, Session) else before
@@ -155,18 +152,21 @@ class SessionRepo:
                 raise InvalidValueError("before must be a Session or (last_activity_at, id)")
             if at.tzinfo is None:
                 raise InvalidValueError("before's last_activity_at is a naive datetime")
-            key = instant_key(at, self._db.dialect_name)
-            k = instant(T.c.last_activity_at)
-            query = query.where(sa.or_(k < key, sa.and_(k == key, T.c.id < after_id)))
-        query = query.order_by(*_newest_first())
+            values["before_key"] = instant_key(at, self._db.dialect_name)
+            values["before_id"] = after_id
         if limit is not None:
             if not isinstance(limit, int) or isinstance(limit, bool):
                 raise InvalidValueError(f"limit must be int or None, got {type(limit).__name__}")
             if limit < 0:
                 raise InvalidValueError(f"limit must be >= 0, got {limit}")
-            query = query.limit(limit)
-        async with self._db.reading() as conn:
-            return build_all(Session, await conn.execute(query))
+            values["limit"] = limit
+        query = _list_query(
+            include_archived,
+            None if wanted is None else len(wanted),
+            before is not None,
+            limit is not None,
+        )
+        return await query.all(self._db, values)
 
     async def search_by_title(
         self, query: str, limit: int = SEARCH_DEFAULT_LIMIT
@@ -185,28 +185,8 @@ class SessionRepo:
         if limit <= 0:
             limit = SEARCH_DEFAULT_LIMIT
         limit = min(limit, SEARCH_MAX_LIMIT)
-        children = T.alias("children")
-        stmt = sa.select(T).where(
-            ~sa.exists().where(children.c.parent_session_id == T.c.id),
-            sa.or_(T.c.archived.is_(None), T.c.archived == sa.false()),
-            T.c.status.not_in([SessionStatus.DRAFT.value, SessionStatus.DISCARDED.value]),
-        )
-        if query:
-            # ILIKE on PostgreSQL, lower() on both sides elsewhere: the database folds the
-            # case of the text and of the pattern alike (lowering the pattern in Python while
-            # SQLite's lower() only folds ASCII made 'ÉCOLE' miss itself).
-            pattern = _like_literal(query)
-            stmt = stmt.where(
-                sa.or_(
-                    *(
-                        column.ilike(pattern, escape="\\")
-                        for column in (T.c.title, T.c.summary, T.c.query)
-                    )
-                )
-            )
-        stmt = stmt.order_by(*_newest_first()).limit(limit)
-        async with self._db.reading() as conn:
-            return build_all(Session, await conn.execute(stmt))
+        values = {"pattern": _like_literal(query), "limit": limit}
+        return await _search_query(bool(query)).all(self._db, values)
 
     async def expired_dangerous_permissions(
         self, now: datetime | None = None
@@ -271,3 +251,60 @@ class SessionRepo:
         """How many sessions are stored."""
         async with self._db.reading() as conn:
             return int((await conn.execute(sa.select(sa.func.count()).select_from(T))).scalar_one())
+
+
+_BY_ID = ModelQuery(Session, sa.select(T).where(T.c.id == sa.bindparam("id")).limit(1))
+_BY_RUN_ID = ModelQuery(
+    Session, sa.select(T).where(T.c.run_id == sa.bindparam("run_id")).limit(1)
+)
+
+
+@cache
+def _list_query(
+    include_archived: bool, statuses: int | None, before: bool, limit: bool
+) -> ModelQuery[Session]:
+    """``list_sessions``'s statement for one combination of its arguments."""
+    stmt = sa.select(T)
+    if not include_archived:
+        stmt = stmt.where(sa.or_(T.c.archived.is_(None), T.c.archived == sa.false()))
+    if statuses is not None:
+        # One named parameter per status (an IN list would be compiled per call).
+        stmt = stmt.where(
+            sa.or_(sa.false(), *(T.c.status == sa.bindparam(f"status_{i}") for i in range(statuses)))
+        )
+    if before:
+        key = instant(T.c.last_activity_at)
+        cursor: sa.BindParameter[Any] = sa.bindparam("before_key")
+        stmt = stmt.where(
+            sa.or_(key < cursor, sa.and_(key == cursor, T.c.id < sa.bindparam("before_id")))
+        )
+    stmt = stmt.order_by(*_newest_first())
+    if limit:
+        stmt = stmt.limit(sa.bindparam("limit"))
+    return ModelQuery(Session, stmt)
+
+
+@cache
+def _search_query(matching: bool) -> ModelQuery[Session]:
+    """``search_sessions_by_title``'s statement, with or without a text to match."""
+    children = T.alias("children")
+    stmt = sa.select(T).where(
+        ~sa.exists().where(children.c.parent_session_id == T.c.id),
+        sa.or_(T.c.archived.is_(None), T.c.archived == sa.false()),
+        T.c.status != SessionStatus.DRAFT.value,
+        T.c.status != SessionStatus.DISCARDED.value,
+    )
+    if matching:
+        # ILIKE on PostgreSQL, lower() on both sides elsewhere: the database folds the case
+        # of the text and of the pattern alike (lowering the pattern in Python while SQLite's
+        # lower() only folds ASCII made 'ÉCOLE' miss itself).
+        pattern: sa.BindParameter[str] = sa.bindparam("pattern")
+        stmt = stmt.where(
+            sa.or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (T.c.title, T.c.summary, T.c.query)
+                )
+            )
+        )
+    return ModelQuery(Session, stmt.order_by(*_newest_first()).limit(sa.bindparam("limit")))

@@ -16,6 +16,8 @@ from typing import Any, Self
 
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentstore import migrations
@@ -153,7 +155,14 @@ class Store(_Repositories):
                     f"{safe_url(engine.url)} is not a database; it was left untouched"
                 ) from None
             raise DatabaseError(
-                f"cannot open {safe_url(engine.url)}: {type(exc.orig).__name__}"
+                f"cannot open {safe_url(engine.url)}: {type(exc.orig).__name__}: {exc.orig}"
+            ) from exc
+        except (SQLAlchemyError, OSError) as exc:
+            # e.g. a server that refuses the connection; the message names the URL with its
+            # password hidden.
+            await engine.dispose()
+            raise DatabaseError(
+                f"cannot connect to {safe_url(engine.url)}: {type(exc).__name__}: {exc}"
             ) from exc
         except BaseException:
             await engine.dispose()
@@ -218,7 +227,9 @@ class Store(_Repositories):
                 if driver is not None and driver.in_transaction:
                     await driver.rollback()
             finally:
-                raw.close()
+                # Check-in may close the connection (pool overflow), which awaits the driver:
+                # it must run where SQLAlchemy can await, like every other check-in.
+                await greenlet_spawn(raw.close)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

@@ -17,7 +17,6 @@ from typing import Any, Self
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.util import greenlet_spawn
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from agentstore import migrations
@@ -30,6 +29,7 @@ from agentstore.errors import (
     SchemaTooNewError,
     StoreError,
 )
+from agentstore.leases import DriverLeases
 from agentstore.models import (
     Approval,
     ConversationEvent,
@@ -49,6 +49,9 @@ from agentstore.repos.settings import SettingsRepo
 from agentstore.repos.snapshots import SnapshotRepo
 
 __all__ = ["Store", "Transaction"]
+
+LEASED_CONNECTIONS = 2
+"""Pooled SQLite connections the hot paths keep (see :mod:`agentstore.leases`)."""
 
 
 class _Repositories:
@@ -114,7 +117,11 @@ class Store(_Repositories):
         self._engine = engine
         self._write_engine = engine.execution_options(**{WRITE: True})
         self.dialect_name = engine.dialect.name
-        self._sqlite = self.dialect_name == "sqlite"
+        self._leases: DriverLeases | None = None
+        if self.dialect_name == "sqlite":
+            # Lease two connections when the pool has room for more (not for ":memory:").
+            size = getattr(engine.pool, "size", lambda: 0)()
+            self._leases = DriverLeases(engine, LEASED_CONNECTIONS if size > 2 else 0)
         self._bind_repositories()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -171,6 +178,8 @@ class Store(_Repositories):
 
     async def close(self) -> None:
         """Close every connection; the store cannot be used afterwards."""
+        if self._leases is not None:
+            await self._leases.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -214,22 +223,8 @@ class Store(_Repositories):
         SQLite makes atomic — a writing statement takes the write lock before it reads.
         None on PostgreSQL.
         """
-        return self._driver() if self._sqlite else None
+        return self._leases.driver() if self._leases is not None else None
 
-    @asynccontextmanager
-    async def _driver(self) -> AsyncIterator[Any]:
-        raw = await self._engine.raw_connection()
-        driver = raw.driver_connection
-        try:
-            yield driver
-        finally:
-            try:
-                if driver is not None and driver.in_transaction:
-                    await driver.rollback()
-            finally:
-                # Check-in may close the connection (pool overflow), which awaits the driver:
-                # it must run where SQLAlchemy can await, like every other check-in.
-                await greenlet_spawn(raw.close)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from agentstore.errors import InvalidStatusError, InvalidValueError
 from agentstore.models import Base
-from agentstore.types import Flag, JSONValue, UTCDateTime
+from agentstore.types import Flag, JSONValue, UTCDateTime, format_timestamp
 
 _Spec = tuple[tuple[str, str, bool], ...]  # (attribute, kind, nullable)
 
@@ -108,6 +108,18 @@ def _row_checker(cls: type[Base]) -> Any:
     never set) rather than going through SQLAlchemy's attribute machinery, which is what
     made validating a batch of events cost more than writing it.
     """
+    return _generate(cls, None)
+
+
+@cache
+def sqlite_row_encoder(cls: type[Base], keys: tuple[str, ...]) -> Any:
+    """A generated function ``obj -> [value, …]``: :func:`check_row`'s checks, then the
+    values of ``keys`` as SQLite stores them (timestamps as UTC text, booleans as 0/1), in
+    that order — for the driver's ``executemany``, with no dict in between."""
+    return _generate(cls, keys)
+
+
+def _generate(cls: type[Base], sqlite_keys: tuple[str, ...] | None) -> Any:
     defaults: dict[str, Any] = {}
     lines = ["def check(obj):", "    d = obj.__dict__"]
     for index, (name, kind, nullable) in enumerate(_spec(cls)):
@@ -123,9 +135,27 @@ def _row_checker(cls: type[Base]) -> Any:
             test = f"{v} is None or {test}"
         lines.append(f"    if not ({test}):")
         lines.append(f"        _check({cls.__name__!r}, {name!r}, {kind!r}, {nullable!r}, {v})")
-    fields = ", ".join(f"{name!r}: v{i}" for i, (name, _, _) in enumerate(_spec(cls)))
-    lines.append(f"    return {{{fields}}}")
-    namespace: dict[str, Any] = {"_check": check_value, "_datetime": datetime, **defaults}
+    if sqlite_keys is None:
+        fields = ", ".join(f"{name!r}: v{i}" for i, (name, _, _) in enumerate(_spec(cls)))
+        lines.append(f"    return {{{fields}}}")
+    else:
+        position = {name: (i, kind) for i, (name, kind, _) in enumerate(_spec(cls))}
+        encoded = []
+        for key in sqlite_keys:
+            i, kind = position[key]
+            if kind == "datetime":
+                encoded.append(f"(None if v{i} is None else _ts(v{i}))")
+            elif kind == "bool":
+                encoded.append(f"(None if v{i} is None else (1 if v{i} else 0))")
+            else:  # str (a StrEnum binds as its text), numbers, JSON text
+                encoded.append(f"v{i}")
+        lines.append(f"    return [{', '.join(encoded)}]")
+    namespace: dict[str, Any] = {
+        "_check": check_value,
+        "_datetime": datetime,
+        "_ts": format_timestamp,
+        **defaults,
+    }
     exec(compile("\n".join(lines) + "\n", f"<agentstore checks for {cls.__name__}>", "exec"),
          namespace)
     return namespace["check"]

@@ -773,3 +773,24 @@ async def test_returned_events_are_readable_after_close(db_url: str) -> None:
     [e] = events
     assert (e.content, e.sequence, e.session_id) == ("hello", 1, "s1")
     assert e.created_at <= datetime.now(UTC)
+
+
+async def test_batch_ids_are_the_stored_ids_after_deletions(store: Store) -> None:
+    # Deleted rows leave AUTOINCREMENT's counter above MAX(id); the ids set on a batch must
+    # still be exactly the ids the rows got.
+    await store.create_session(Session(id="gone", run_id="r-gone", query="q"))
+    await store.add_conversation_events(
+        [ConversationEvent(session_id="gone", claude_session_id="cg", event_type="message")
+         for _ in range(5)]
+    )
+    await store.hard_delete_session("gone")
+    await store.create_session(Session(id="kept", run_id="r-kept", query="q"))
+    added = await store.add_conversation_events(
+        [ConversationEvent(session_id="kept", claude_session_id="ck", event_type="message",
+                           content=f"m{i}") for i in range(3)]
+    )
+    stored = await store.get_conversation("ck")
+    assert [(e.id, e.sequence, e.content) for e in added] == [
+        (e.id, e.sequence, e.content) for e in stored
+    ]
+    assert all(e.id is not None and e.id > 5 for e in added)

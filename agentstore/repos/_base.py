@@ -73,54 +73,82 @@ def values_of(obj: Base, *, skip: Iterable[str] = ()) -> dict[str, Any]:
 # --- building values straight from driver rows ----------------------------------------------
 
 
-def _converter_source(column: sa.ColumnElement[Any], var: str) -> str:
-    """Python source that turns the driver's value ``var`` into the model's value."""
+def driver_columns(columns: Iterable[sa.ColumnElement[Any]]) -> list[sa.ColumnElement[Any]]:
+    """The columns to SELECT on the driver path: hld's plain strings already ``''`` for NULL.
+
+    SQLite's ``coalesce`` costs nothing next to a Python test per value per row.
+    """
+    from agentstore.types import EmptyText
+
+    return [
+        sa.func.coalesce(c, "").label(c.key) if isinstance(c.type, EmptyText) else c
+        for c in columns
+    ]
+
+
+def _converter_source(column: sa.ColumnElement[Any], var: str) -> tuple[str, str]:
+    """Python source (statements, expression) turning the driver's ``var`` into the value."""
     from agentstore.types import EmptyText, Flag, JSONValue, UTCDateTime
 
     type_ = column.type
     if isinstance(type_, EmptyText):
-        return f"({var} if {var} is not None else '')"
+        return "", var  # coalesced in SQL (driver_columns)
     if isinstance(type_, UTCDateTime):
-        return f"_ts({var})"
+        # Inline fast path for the text agentstore writes; anything else via read_timestamp.
+        statements = (
+            f"        if {var}.__class__ is str:\n"
+            f"            try:\n"
+            f"                t = _fromiso({var})\n"
+            f"            except ValueError:\n"
+            f"                {var} = _ts({var})\n"
+            f"            else:\n"
+            f"                {var} = t if t.tzinfo is _UTC else _ts({var})\n"
+            f"        elif {var} is not None:\n"
+            f"            {var} = _ts({var})\n"
+        )
+        return statements, var
     if isinstance(type_, Flag):
-        return f"bool({var})"
+        return "", f"bool({var})"
     if isinstance(type_, sa.Boolean):
-        return f"(None if {var} is None else {var} == 1)"
+        return "", f"(None if {var} is None else {var} == 1)"
     if isinstance(type_, JSONValue):
-        return f"_json({var})"
-    return var
+        return "", f"_json({var})"
+    return "", var
 
 
 def row_builder(cls: type[M], columns: Iterable[sa.ColumnElement[Any]]) -> Any:
-    """A fast function ``rows -> list[cls]`` for rows of ``columns`` from the SQLite driver.
+    """A fast function ``rows -> list[cls]`` for rows of ``driver_columns(columns)``.
 
     It does in one generated loop what SQLAlchemy's result processing and ORM loading would
-    do per value: ``''`` for NULL plain strings, 0/1 to bool, timestamp text to aware UTC
-    datetimes, JSON text to values — and nothing else.
+    do per value: 0/1 to bool, timestamp text to aware UTC datetimes, JSON text to values —
+    and nothing else.
     """
     import json
+    from datetime import UTC, datetime
 
-    from agentstore.types import parse_timestamp
+    from agentstore.types import read_timestamp
 
     cols = list(columns)
     names = [f"v{i}" for i in range(len(cols))]
-    fields = ", ".join(
-        f"{c.key!r}: {_converter_source(c, n)}" for c, n in zip(cols, names, strict=True)
-    )
+    converted = [_converter_source(c, n) for c, n in zip(cols, names, strict=True)]
+    fields = ", ".join(f"{c.key!r}: {expr}" for c, (_, expr) in zip(cols, converted, strict=True))
     source = (
         "def build(rows):\n"
         "    out = []\n"
         "    append = out.append\n"
         f"    for ({', '.join(names)},) in rows:\n"
-        "        obj = _new(_cls)\n"
-        f"        obj.__dict__.update({{{fields}}})\n"
+        + "".join(statements for statements, _ in converted)
+        + "        obj = _new(_cls)\n"
+        f"        obj.__dict__ = {{{fields}}}\n"
         "        append(obj)\n"
         "    return out\n"
     )
     namespace: dict[str, Any] = {
         "_new": object.__new__,
         "_cls": cls,
-        "_ts": parse_timestamp,
+        "_ts": read_timestamp,
+        "_fromiso": datetime.fromisoformat,
+        "_UTC": UTC,
         "_json": lambda v: None if v is None or v == "" else json.loads(v),
     }
     exec(compile(source, f"<agentstore row builder for {cls.__name__}>", "exec"), namespace)
@@ -140,8 +168,9 @@ class ModelQuery(Generic[M]):
 
         self.cls = cls
         self.statement = statement
-        self.sqlite = CompiledSQLite(statement)
-        self._build = row_builder(cls, cls.__table__.columns)
+        columns = list(statement.selected_columns)
+        self.sqlite = CompiledSQLite(statement.with_only_columns(*driver_columns(columns)))
+        self._build = row_builder(cls, columns)
 
     async def all(self, db: Database, values: dict[str, Any]) -> list[M]:
         """Every matching row as a detached model, in the statement's order."""

@@ -17,7 +17,7 @@ from agentstore.repos._errors import integrity_kind
 from agentstore.repos._sqlite import CompiledSQLite, bind
 from agentstore.repos._sqlite import IntegrityError as DriverIntegrityError
 from agentstore.types import format_timestamp
-from agentstore.validation import check_enum, check_row, require_id
+from agentstore.validation import check_enum, check_row, require_id, sqlite_row_encoder
 
 __all__ = ["ConversationRepo"]
 
@@ -94,6 +94,26 @@ _APPEND_SQLITE = CompiledSQLite(_APPEND)
 _INSERT_SQLITE = CompiledSQLite(sa.insert(T).values({c.key: bind(c.key, c) for c in _WRITTEN}))
 
 
+_ENCODE_ROW = sqlite_row_encoder(ConversationEvent, _INSERT_SQLITE.names)
+_AT = {name: i for i, name in enumerate(_INSERT_SQLITE.names)}
+_SEQUENCE_AT, _CLAUDE_AT = _AT["sequence"], _AT["claude_session_id"]
+_SESSION_AT, _TYPE_AT, _APPROVAL_AT = _AT["session_id"], _AT["event_type"], _AT["approval_status"]
+
+
+def _encode_event(event: ConversationEvent) -> list[Any]:
+    """The event as a row for the batch INSERT on SQLite, after every check _check_event makes."""
+    if event.__class__ is not ConversationEvent and not isinstance(event, ConversationEvent):
+        raise InvalidValueError(f"expected a ConversationEvent, got {type(event).__name__}")
+    row: list[Any] = _ENCODE_ROW(event)
+    if (
+        not row[_SESSION_AT]
+        or row[_TYPE_AT] not in _EVENT_TYPES
+        or (row[_APPROVAL_AT] and row[_APPROVAL_AT] not in _APPROVAL_STATUSES)
+    ):
+        _check_event(event)  # raises the precise error
+    return row
+
+
 def _to_driver(values: dict[str, Any]) -> dict[str, Any]:
     """Checked values as SQLite stores them (what the column types bind on the portable path)."""
     values["created_at"] = format_timestamp(values["created_at"])
@@ -150,16 +170,19 @@ class ConversationRepo:
         Sets ``sequence`` and ``id`` on each event; all or nothing.
         """
         batch = list(events)
-        checked = [_check_event(event) for event in batch]
-        if not batch:
-            return batch
         driver = self._db.sqlite_driver()
         if driver is not None:
+            encoded = [_encode_event(event) for event in batch]  # all checked before writing
+            if not batch:
+                return batch
             try:
                 async with driver as raw:
-                    await self._add_many_sqlite(raw, batch, checked)
+                    await self._add_many_sqlite(raw, batch, encoded)
             except DriverIntegrityError as exc:
                 raise await self._translate_batch(exc, batch) from exc
+            return batch
+        checked = [_check_event(event) for event in batch]
+        if not batch:
             return batch
         try:
             async with self._db.writing() as conn:
@@ -186,42 +209,45 @@ class ConversationRepo:
 
     @staticmethod
     async def _add_many_sqlite(
-        raw: Any, batch: list[ConversationEvent], checked: list[dict[str, Any]]
+        raw: Any, batch: list[ConversationEvent], rows: list[list[Any]]
     ) -> None:
-        """The batch in one ``BEGIN IMMEDIATE`` transaction: five statements in all."""
-        await raw.execute("BEGIN IMMEDIATE")
+        """The batch in one ``BEGIN IMMEDIATE`` transaction: four statements in all."""
+        await raw.execute_fetchall("BEGIN IMMEDIATE")
         try:
-            keys = list(dict.fromkeys(e.claude_session_id for e in batch))
+            keys = list(dict.fromkeys(row[_CLAUDE_AT] for row in rows))
             marks = ", ".join("?" * len(keys))
-            current = dict(
-                await raw.execute_fetchall(
-                    "SELECT claude_session_id, MAX(sequence) FROM conversation_events "
-                    f"WHERE claude_session_id IN ({marks}) GROUP BY claude_session_id",
-                    keys,
-                )
+            # One query for the last sequence of each Claude session and for the last id
+            # ever given (AUTOINCREMENT's counter, which a deleted row does not lower).
+            found = await raw.execute_fetchall(
+                "SELECT NULL, MAX(COALESCE((SELECT seq FROM sqlite_sequence "
+                "WHERE name = 'conversation_events'), 0), "
+                "COALESCE((SELECT MAX(id) FROM conversation_events), 0)) "
+                "UNION ALL SELECT claude_session_id, MAX(sequence) FROM conversation_events "
+                f"WHERE claude_session_id IN ({marks}) GROUP BY claude_session_id",
+                keys,
             )
-            (last_id,) = (await raw.execute_fetchall("SELECT MAX(id) FROM conversation_events"))[0]
+            last_id = int(found[0][1])
+            current = {key: value for key, value in found[1:]}
             next_of = {key: int(current.get(key) or 0) + 1 for key in keys}
-            rows = []
-            for event, values in zip(batch, checked, strict=True):
-                values = _to_driver(values)
-                values["sequence"] = next_of[event.claude_session_id]
-                next_of[event.claude_session_id] += 1
-                rows.append(_INSERT_SQLITE.args(values))
-                event.sequence = values["sequence"]
+            sequences = []
+            for row in rows:
+                key = row[_CLAUDE_AT]
+                row[_SEQUENCE_AT] = sequence = next_of[key]
+                next_of[key] = sequence + 1
+                sequences.append(sequence)
             await raw.executemany(_INSERT_SQLITE.sql, rows)
-            # The write lock is ours, so the new rows are exactly those above the old maximum.
-            ids = await raw.execute_fetchall(
-                "SELECT id FROM conversation_events WHERE id > ? ORDER BY id", (last_id or 0,)
-            )
             await raw.commit()
         except BaseException:
-            for event in batch:
-                event.sequence = 0
             await raw.rollback()
             raise
-        for event, (new_id,) in zip(batch, ids, strict=True):
-            event.id = new_id
+        # With the write lock held from the first read, AUTOINCREMENT gave the rows the ids
+        # right after the last one ever given, in order.
+        for new_id, (event, sequence) in enumerate(zip(batch, sequences, strict=True), last_id + 1):
+            # Straight into the instance: these are new, unsaved values of an object no ORM
+            # session tracks, and SQLAlchemy's attribute events would double the batch's cost.
+            state = event.__dict__
+            state["sequence"] = sequence
+            state["id"] = new_id
 
     async def _translate_batch(
         self, exc: Exception, batch: Sequence[ConversationEvent]

@@ -197,7 +197,8 @@ def heal_and_stamp(
         report.backup = backup_file(conn, database)
     tables = _tables(conn)
     report.rows = {
-        table: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar() or 0)
+        # table names come from sqlite_master, not from a caller
+        table: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar() or 0)  # noqa: S608
         for table in sorted(tables)
         if table not in ("sqlite_sequence",)
     }
@@ -253,7 +254,7 @@ async def adopt_file(path: str | os.PathLike[str], *, backup: bool = True) -> Ad
     from agentstore import migrations
 
     engine = create_engine(path)
-    report = AdoptionReport(path=str(Path(path).expanduser().resolve()), hld_version=0)
+    report = AdoptionReport(path=os.path.abspath(os.path.expanduser(path)), hld_version=0)
     try:
         async with engine.connect() as conn:
             state = await conn.run_sync(migrations.inspect_state)
@@ -264,9 +265,7 @@ async def adopt_file(path: str | os.PathLike[str], *, backup: bool = True) -> Ad
                     + "). Nothing was changed."
                 )
             await conn.run_sync(migrations.upgrade, "head", backup=backup, report=report)
-            report.revision = await conn.run_sync(
-                lambda c: migrations.inspect_state(c).revision
-            )
+            report.revision = await conn.run_sync(lambda c: migrations.inspect_state(c).revision)
     finally:
         await engine.dispose()
     return report

@@ -117,7 +117,11 @@ def configure_context(context: Any, **kwargs: Any) -> None:
     """``context.configure`` with agentstore's settings (batch mode and one transaction)."""
     connection: Connection | None = kwargs.get("connection")
     url = kwargs.get("url")
-    dialect = connection.dialect.name if connection is not None else sa.engine.make_url(str(url)).get_backend_name()
+    dialect = (
+        connection.dialect.name
+        if connection is not None
+        else sa.engine.make_url(str(url)).get_backend_name()
+    )
     context.configure(
         **kwargs,
         render_as_batch=dialect == "sqlite",
@@ -172,13 +176,18 @@ StateKind = Literal["empty", "agentstore", "hld", "foreign"]
 class DatabaseState:
     """What a database holds before the store touches it."""
 
-    def __init__(self, kind: StateKind, revision: str | None = None, hld_version: int | None = None) -> None:
+    def __init__(
+        self, kind: StateKind, revision: str | None = None, hld_version: int | None = None
+    ) -> None:
         self.kind = kind
         self.revision = revision
         self.hld_version = hld_version
 
     def __repr__(self) -> str:
-        return f"DatabaseState({self.kind!r}, revision={self.revision!r}, hld_version={self.hld_version!r})"
+        return (
+            f"DatabaseState({self.kind!r}, revision={self.revision!r}, "
+            f"hld_version={self.hld_version!r})"
+        )
 
 
 def inspect_state(connection: Connection) -> DatabaseState:

@@ -36,15 +36,15 @@ __all__ = [
     "EventType",
     "FileSnapshot",
     "MCPServer",
+    "MCPServerConfig",
     "RawEvent",
     "RecentPath",
     "SchemaVersion",
     "Session",
+    "SessionConfig",
     "SessionStatus",
     "SessionUpdate",
     "UserSettings",
-    "MCPServerConfig",
-    "SessionConfig",
     "mcp_servers_from_config",
 ]
 
@@ -195,9 +195,7 @@ class Session(Base):
     dangerously_skip_permissions_expires_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime(), default=None
     )
-    dangerously_skip_permissions_timeout_ms: Mapped[int | None] = mapped_column(
-        Int64, default=None
-    )
+    dangerously_skip_permissions_timeout_ms: Mapped[int | None] = mapped_column(Int64, default=None)
     archived: Mapped[bool] = _false()
     proxy_enabled: Mapped[bool] = _false()
     proxy_base_url: Mapped[str] = mapped_column(

@@ -225,7 +225,6 @@ class Store(_Repositories):
         """
         return self._leases.driver() if self._leases is not None else None
 
-
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Group repository calls: all of them commit at the end of the block, or none.
@@ -308,7 +307,7 @@ class Store(_Repositories):
         before_sequence: int | None = None,
         limit: int | None = None,
     ) -> list[ConversationEvent]:
-        """One Claude session's events, oldest first; see :meth:`ConversationRepo.get_conversation`."""
+        """One Claude session's events, oldest first (see ConversationRepo.get_conversation)."""
         return await self.conversations.get_conversation(
             claude_session_id,
             after_sequence=after_sequence,

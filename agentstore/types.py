@@ -94,7 +94,7 @@ def read_timestamp(value: object) -> datetime | None:
     """:func:`parse_timestamp`, with a fast path for the text agentstore itself writes."""
     if value.__class__ is str:
         try:
-            parsed = _fromisoformat(value)  # type: ignore[arg-type]
+            parsed = _fromisoformat(value)  # type: ignore[arg-type,unused-ignore]
         except ValueError:
             return parse_timestamp(value)
         zone = parsed.tzinfo

@@ -156,8 +156,10 @@ def _generate(cls: type[Base], sqlite_keys: tuple[str, ...] | None) -> Any:
         "_ts": format_timestamp,
         **defaults,
     }
-    exec(compile("\n".join(lines) + "\n", f"<agentstore checks for {cls.__name__}>", "exec"),
-         namespace)
+    exec(
+        compile("\n".join(lines) + "\n", f"<agentstore checks for {cls.__name__}>", "exec"),
+        namespace,
+    )
     return namespace["check"]
 
 

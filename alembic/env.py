@@ -11,19 +11,21 @@ from __future__ import annotations
 import asyncio
 import os
 
-from alembic import context
 from sqlalchemy.engine import Connection
 
 from agentstore.engine import create_engine
 from agentstore.migrations import adopt_legacy, configure_context, run_in_migration_transaction
 from agentstore.models import Base
+from alembic import context
 
 config = context.config
 target_metadata = Base.metadata
 
 
 def _url() -> str:
-    return os.environ.get("AGENTSTORE_DATABASE_URL") or config.get_main_option("sqlalchemy.url") or ""
+    return (
+        os.environ.get("AGENTSTORE_DATABASE_URL") or config.get_main_option("sqlalchemy.url") or ""
+    )
 
 
 def run_migrations_offline() -> None:

@@ -18,15 +18,33 @@ from agentstore.errors import LegacyDatabaseError
 from agentstore.types import parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_FIXTURES = ["hld_v13", "hld_v17_buggy", "hld_v17_testsim", "hld_v22_empty",
-                "hld_v22_populated", "hld_go_written"]
-AGENTSTORE_OBJECTS = {"alembic_version", "uq_conversation_claude_session_sequence",
-                      "sqlite_autoindex_alembic_version_1"}
+ALL_FIXTURES = [
+    "hld_v13",
+    "hld_v17_buggy",
+    "hld_v17_testsim",
+    "hld_v22_empty",
+    "hld_v22_populated",
+    "hld_go_written",
+]
+AGENTSTORE_OBJECTS = {
+    "alembic_version",
+    "uq_conversation_claude_session_sequence",
+    "sqlite_autoindex_alembic_version_1",
+}
 # Columns hld reads into a plain Go string/int/bool: a NULL there breaks hld (fixtures README).
 HLD_PLAIN = {
-    "conversation_events": ["role", "content", "tool_id", "tool_name", "tool_input_json",
-                            "tool_result_for_id", "tool_result_content", "is_completed",
-                            "approval_status", "approval_id"],
+    "conversation_events": [
+        "role",
+        "content",
+        "tool_id",
+        "tool_name",
+        "tool_input_json",
+        "tool_result_for_id",
+        "tool_result_content",
+        "is_completed",
+        "approval_status",
+        "approval_id",
+    ],
     "sessions": ["max_turns", "auto_accept_edits", "id", "run_id", "query", "status"],
     "mcp_servers": ["args_json", "env_json"],
 }
@@ -41,9 +59,13 @@ def copy_fixture(fixtures: Path, name: str, into: Path) -> Path:
 
 def schema(path: Path) -> dict[str, str]:
     with sqlite3.connect(path) as conn:
-        return {n: s for n, s in conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE name != 'sqlite_sequence'")
-            if n not in AGENTSTORE_OBJECTS}
+        return {
+            n: s
+            for n, s in conn.execute(
+                "SELECT name, sql FROM sqlite_master WHERE name != 'sqlite_sequence'"
+            )
+            if n not in AGENTSTORE_OBJECTS
+        }
 
 
 def rows(path: Path, table: str) -> list[tuple[Any, ...]]:
@@ -56,9 +78,13 @@ def rows(path: Path, table: str) -> list[tuple[Any, ...]]:
 
 def tables(path: Path) -> list[str]:
     with sqlite3.connect(path) as conn:
-        return sorted(r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN "
-            "('sqlite_sequence', 'alembic_version')"))
+        return sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN "
+                "('sqlite_sequence', 'alembic_version')"
+            )
+        )
 
 
 @pytest.mark.parametrize("name", ALL_FIXTURES)
@@ -70,8 +96,10 @@ async def test_every_fixture_is_adopted_with_every_row_and_value(
     async with await Store.open(db) as store:
         assert await store.get_session_count() == len(rows(original, "sessions"))
         sessions = {s.id: s for s in await store.list_sessions()}
-        approvals = [await store.get_approval(r[0]) for r in
-                     sqlite3.connect(original).execute("SELECT id FROM approvals")]
+        approvals = [
+            await store.get_approval(r[0])
+            for r in sqlite3.connect(original).execute("SELECT id FROM approvals")
+        ]
     for table in tables(original):
         if table in ("schema_version", "user_settings"):
             continue
@@ -125,9 +153,12 @@ async def test_hld_heals_v13_tool_use_id_backfill(hld_fixtures: Path, tmp_path: 
     db = copy_fixture(hld_fixtures, "hld_v13", tmp_path)
     async with await Store.open(db) as store:
         with sqlite3.connect(db) as conn:
-            expected = dict(conn.execute(
-                "SELECT a.id, (SELECT tool_id FROM conversation_events e WHERE e.approval_id = a.id)"
-                " FROM approvals a"))
+            expected = dict(
+                conn.execute(
+                    "SELECT a.id, (SELECT tool_id FROM conversation_events e"
+                    " WHERE e.approval_id = a.id) FROM approvals a"
+                )
+            )
         for approval_id, tool_id in expected.items():
             assert (await store.get_approval(approval_id)).tool_use_id == tool_id
         assert any(v for v in expected.values())
@@ -205,11 +236,18 @@ async def test_migrate_false_refuses_a_legacy_file_and_changes_nothing(
 def build_duplicates_db(path: Path, hld_fixtures: Path) -> None:
     shutil.copy(hld_fixtures / "hld_v22_empty.db", path)
     with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO sessions (id, run_id, query, created_at, last_activity_at) "
-                     "VALUES ('s1', 'r1', 'q', '2025-01-15 10:30:00.123456789-08:00', "
-                     "'2025-01-15 18:31:00')")
+        conn.execute(
+            "INSERT INTO sessions (id, run_id, query, created_at, last_activity_at) "
+            "VALUES ('s1', 'r1', 'q', '2025-01-15 10:30:00.123456789-08:00', "
+            "'2025-01-15 18:31:00')"
+        )
         events = [  # (id, claude, sequence) — hld let two events share a number
-            (1, "c1", 1), (2, "c1", 2), (3, "c1", 2), (4, "c1", 3), (5, "c2", 1), (6, "c2", 2),
+            (1, "c1", 1),
+            (2, "c1", 2),
+            (3, "c1", 2),
+            (4, "c1", 3),
+            (5, "c2", 1),
+            (6, "c2", 2),
             (7, "c1", 3),
         ]
         conn.executemany(
@@ -233,7 +271,8 @@ async def test_duplicate_sequences_are_renumbered_in_order(
         c2 = await store.get_conversation("c2")
         assert [(e.id, e.sequence) for e in c2] == [(5, 1), (6, 2)]  # untouched
         new = await store.add_conversation_event(
-            ConversationEvent(session_id="s1", claude_session_id="c1", event_type="message"))
+            ConversationEvent(session_id="s1", claude_session_id="c1", event_type="message")
+        )
         assert new.sequence == 6
 
 
@@ -243,8 +282,17 @@ async def test_orders_by_instant_on_adopted_data(hld_fixtures: Path, tmp_path: P
         ids = [s.id[:8] for s in await store.list_sessions()]
         # hld's text order, with the 3rd and 4th swapped: 2e3bb29f (17:02Z) is later than
         # 7c5b9b03 (16:32Z) though its text sorts lower (fixtures README, "Ordering trap").
-        assert ids == ["e45170be", "016ae742", "2e3bb29f", "7c5b9b03", "e5b416bb",
-                       "1d498399", "fc49e2b5", "c18ee574", "72775666"]
+        assert ids == [
+            "e45170be",
+            "016ae742",
+            "2e3bb29f",
+            "7c5b9b03",
+            "e5b416bb",
+            "1d498399",
+            "fc49e2b5",
+            "c18ee574",
+            "72775666",
+        ]
         expired = await store.get_expired_dangerous_permissions_sessions()
         assert [s.id[:8] for s in expired] == ["fc49e2b5"]
         recent = await store.get_recent_working_dirs()
@@ -256,12 +304,19 @@ async def test_orders_by_instant_on_adopted_data(hld_fixtures: Path, tmp_path: P
         stamps = [s.last_activity_at for s in found]
         assert stamps == sorted(stamps, reverse=True)
         # New events continue each Claude session's numbering.
-        chain = await store.get_session_conversation([s.id for s in await store.list_sessions()
-                                                      if s.id.startswith("fc49e2b5")][0])
+        chain = await store.get_session_conversation(
+            next(s.id for s in await store.list_sessions() if s.id.startswith("fc49e2b5"))
+        )
         last = chain[-1]
-        new = await store.add_conversation_event(ConversationEvent(
-            session_id=last.session_id, claude_session_id=last.claude_session_id,
-            event_type="message", role="assistant", content="resumed"))
+        new = await store.add_conversation_event(
+            ConversationEvent(
+                session_id=last.session_id,
+                claude_session_id=last.claude_session_id,
+                event_type="message",
+                role="assistant",
+                content="resumed",
+            )
+        )
         assert new.sequence == last.sequence + 1
 
 
@@ -269,8 +324,11 @@ async def test_adopted_file_stays_one_hld_can_use(hld_fixtures: Path, tmp_path: 
     db = copy_fixture(hld_fixtures, "hld_v13", tmp_path)
     async with await Store.open(db) as store:
         s = (await store.list_sessions())[0]
-        await store.add_conversation_event(ConversationEvent(
-            session_id=s.id, claude_session_id=s.claude_session_id or "c", event_type="message"))
+        await store.add_conversation_event(
+            ConversationEvent(
+                session_id=s.id, claude_session_id=s.claude_session_id or "c", event_type="message"
+            )
+        )
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] >= 22
         for table, columns in HLD_PLAIN.items():
@@ -278,14 +336,17 @@ async def test_adopted_file_stays_one_hld_can_use(hld_fixtures: Path, tmp_path: 
                 # No NULL where hld reads a plain value, in rows agentstore wrote.
                 nulls = conn.execute(
                     f"SELECT COUNT(*) FROM {table} WHERE {column} IS NULL AND rowid > "
-                    f"(SELECT COALESCE(MAX(rowid), 0) FROM {table}) - 1").fetchone()[0]
+                    f"(SELECT COALESCE(MAX(rowid), 0) FROM {table}) - 1"
+                ).fetchone()[0]
                 assert nulls == 0, (table, column)
         # Every column hld reads is there with hld's declared type; nothing NOT NULL without
         # a default was added to an hld table.
         for table in ("sessions", "conversation_events", "approvals", "user_settings"):
             ours = {r[1]: (r[2], r[3], r[4]) for r in conn.execute(f"PRAGMA table_info({table})")}
             with sqlite3.connect(hld_fixtures / "hld_v22_empty.db") as hld:
-                theirs = {r[1]: (r[2], r[3], r[4]) for r in hld.execute(f"PRAGMA table_info({table})")}
+                theirs = {
+                    r[1]: (r[2], r[3], r[4]) for r in hld.execute(f"PRAGMA table_info({table})")
+                }
             assert {c: ours[c] for c in theirs} == theirs
             for extra in set(ours) - set(theirs):
                 assert not (ours[extra][1] and ours[extra][2] is None)
@@ -293,23 +354,36 @@ async def test_adopted_file_stays_one_hld_can_use(hld_fixtures: Path, tmp_path: 
 
 def test_agentstore_adopt_command_and_alembic_upgrade(hld_fixtures: Path, tmp_path: Path) -> None:
     db = copy_fixture(hld_fixtures, "hld_v17_buggy", tmp_path)
-    run = subprocess.run([sys.executable, "-m", "agentstore.cli", "adopt", str(db)],
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "agentstore.cli", "adopt", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "hld schema version 17" in run.stdout
     assert "added sessions.additional_directories" in run.stdout
     assert "Backup written first" in run.stdout
-    again = subprocess.run([sys.executable, "-m", "agentstore.cli", "adopt", str(db)],
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        [sys.executable, "-m", "agentstore.cli", "adopt", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 1 and "not an hld database" in again.stderr
 
     other = copy_fixture(hld_fixtures, "hld_v13", tmp_path)
     env_url = f"sqlite+aiosqlite:///{other}"
     import os
+
     up = subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-        env={**os.environ, "AGENTSTORE_DATABASE_URL": env_url}, cwd=tmp_path,
-        capture_output=True, text=True, timeout=120)
+        env={**os.environ, "AGENTSTORE_DATABASE_URL": env_url},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert up.returncode == 0, up.stderr
     assert schema(other) == schema(hld_fixtures / "hld_v13_upgraded_by_go.db")
     assert list(tmp_path.glob("hld_v13.db.pre-agentstore-*.bak"))
@@ -321,14 +395,23 @@ async def test_mixed_offsets_in_legacy_rows_are_read_as_instants(
     db = tmp_path / "mixed.db"
     shutil.copy(hld_fixtures / "hld_v22_empty.db", db)
     with sqlite3.connect(db) as conn:
-        for sid, stamp in [("a", "2025-11-03 16:32:33.5+00:00"), ("b", "2025-11-03 09:02:47-08:00"),
-                           ("c", "2025-11-03 17:00:00"), ("d", "2025-11-03 10:01:00.999999999-07:00")]:
-            conn.execute("INSERT INTO sessions (id, run_id, query, created_at, last_activity_at)"
-                         " VALUES (?, ?, 'q', ?, ?)", (sid, sid, stamp, stamp))
+        for sid, stamp in [
+            ("a", "2025-11-03 16:32:33.5+00:00"),
+            ("b", "2025-11-03 09:02:47-08:00"),
+            ("c", "2025-11-03 17:00:00"),
+            ("d", "2025-11-03 10:01:00.999999999-07:00"),
+        ]:
+            conn.execute(
+                "INSERT INTO sessions (id, run_id, query, created_at, last_activity_at)"
+                " VALUES (?, ?, 'q', ?, ?)",
+                (sid, sid, stamp, stamp),
+            )
     async with await Store.open(db) as store:
         ordered = await store.list_sessions()
     assert [s.id for s in ordered] == ["b", "d", "c", "a"]
     assert ordered[1].last_activity_at == datetime(2025, 11, 3, 17, 1, 0, 999999, UTC)
     with sqlite3.connect(db) as conn:  # the stored text is not rewritten
-        assert conn.execute("SELECT last_activity_at FROM sessions WHERE id = 'd'").fetchone()[0] \
+        assert (
+            conn.execute("SELECT last_activity_at FROM sessions WHERE id = 'd'").fetchone()[0]
             == "2025-11-03 10:01:00.999999999-07:00"
+        )

@@ -780,14 +780,20 @@ async def test_batch_ids_are_the_stored_ids_after_deletions(store: Store) -> Non
     # still be exactly the ids the rows got.
     await store.create_session(Session(id="gone", run_id="r-gone", query="q"))
     await store.add_conversation_events(
-        [ConversationEvent(session_id="gone", claude_session_id="cg", event_type="message")
-         for _ in range(5)]
+        [
+            ConversationEvent(session_id="gone", claude_session_id="cg", event_type="message")
+            for _ in range(5)
+        ]
     )
     await store.hard_delete_session("gone")
     await store.create_session(Session(id="kept", run_id="r-kept", query="q"))
     added = await store.add_conversation_events(
-        [ConversationEvent(session_id="kept", claude_session_id="ck", event_type="message",
-                           content=f"m{i}") for i in range(3)]
+        [
+            ConversationEvent(
+                session_id="kept", claude_session_id="ck", event_type="message", content=f"m{i}"
+            )
+            for i in range(3)
+        ]
     )
     stored = await store.get_conversation("ck")
     assert [(e.id, e.sequence, e.content) for e in added] == [

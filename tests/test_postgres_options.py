@@ -12,7 +12,6 @@ from agentstore import Session, Store
 from agentstore.errors import DatabaseError
 
 
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -32,8 +31,9 @@ async def test_password_never_appears_when_the_server_cannot_be_reached(
 
 
 async def test_pool_options_pass_through_and_survive_a_dropped_connection(db_url: str) -> None:
-    store = await Store.open(db_url, pool_size=2, max_overflow=0, pool_pre_ping=True,
-                             pool_recycle=60)
+    store = await Store.open(
+        db_url, pool_size=2, max_overflow=0, pool_pre_ping=True, pool_recycle=60
+    )
     try:
         pool: Any = store.engine.pool
         assert pool.size() == 2

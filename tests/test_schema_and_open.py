@@ -29,8 +29,16 @@ from agentstore.migrations import head_revision
 from agentstore.types import format_timestamp, parse_timestamp
 
 ROOT = Path(__file__).resolve().parents[1]
-HLD_TABLES = ("sessions", "conversation_events", "approvals", "mcp_servers", "raw_events",
-              "file_snapshots", "user_settings", "schema_version")
+HLD_TABLES = (
+    "sessions",
+    "conversation_events",
+    "approvals",
+    "mcp_servers",
+    "raw_events",
+    "file_snapshots",
+    "user_settings",
+    "schema_version",
+)
 
 
 def _schema_sql(path: Path) -> dict[str, str]:
@@ -56,25 +64,27 @@ async def test_fresh_sqlite_schema_is_hlds_v22_text_for_text(
     assert {name: ours[name] for name in hld} == hld
     assert set(ours) - set(hld) == {"alembic_version", "uq_conversation_claude_session_sequence"}
     with sqlite3.connect(db) as conn:
-        ledger = conn.execute("SELECT version, description FROM schema_version ORDER BY 1").fetchall()
+        ledger = conn.execute(
+            "SELECT version, description FROM schema_version ORDER BY 1"
+        ).fetchall()
         settings = conn.execute(
             "SELECT id, advanced_providers, opt_in_telemetry FROM user_settings"
         ).fetchall()
     with sqlite3.connect(hld_fixtures / "hld_v22_empty.db") as conn:
-        hld_ledger = conn.execute("SELECT version, description FROM schema_version ORDER BY 1").fetchall()
+        hld_ledger = conn.execute(
+            "SELECT version, description FROM schema_version ORDER BY 1"
+        ).fetchall()
     assert ledger == hld_ledger == list(HLD_LEDGER)
     assert settings == [(1, 0, None)]
 
 
 async def test_migration_round_trip_down_to_empty_and_up_again(db_url: str) -> None:
-    from alembic import command
     from alembic.script import ScriptDirectory
 
     from agentstore.migrations import alembic_config, run_in_migration_transaction
+    from alembic import command
 
-    revisions = [
-        s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()
-    ]
+    revisions = [s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()]
     assert len(revisions) >= 2
     store = await Store.open(db_url)
     await store.close()
@@ -111,7 +121,11 @@ def _alembic(args: list[str], url: str, cwd: Path) -> subprocess.CompletedProces
     env = {**os.environ, "AGENTSTORE_DATABASE_URL": url}
     return subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -140,7 +154,9 @@ async def test_new_file_is_private_to_its_user(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "nested").stat().st_mode) == 0o700
 
 
-async def test_path_with_tilde_and_memory_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_path_with_tilde_and_memory_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     async with await Store.open("~/.agentstore/agent.db") as store:
         await store.create_session(Session(id="s", run_id="r", query="q"))
@@ -222,17 +238,33 @@ async def test_values_are_stored_in_formats_hld_reads(tmp_path: Path) -> None:
     pst = timezone(timedelta(hours=-8))
     async with await Store.open(db) as store:
         await store.create_session(
-            Session(id="s", run_id="r", query="q", auto_accept_edits=True,
-                    created_at=datetime(2025, 1, 15, 10, 30, 0, 123456, tzinfo=pst))
+            Session(
+                id="s",
+                run_id="r",
+                query="q",
+                auto_accept_edits=True,
+                created_at=datetime(2025, 1, 15, 10, 30, 0, 123456, tzinfo=pst),
+            )
         )
     with sqlite3.connect(db) as conn:
         conn.row_factory = sqlite3.Row
         row = conn.execute("SELECT * FROM sessions").fetchone()
     assert row["created_at"] == "2025-01-15 18:30:00.123456+00:00"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00:00", row["last_activity_at"])
-    for column in ("claude_session_id", "parent_session_id", "summary", "title", "model",
-                   "model_id", "working_dir", "allowed_tools", "result_content",
-                   "error_message", "proxy_api_key", "additional_directories"):
+    for column in (
+        "claude_session_id",
+        "parent_session_id",
+        "summary",
+        "title",
+        "model",
+        "model_id",
+        "working_dir",
+        "allowed_tools",
+        "result_content",
+        "error_message",
+        "proxy_api_key",
+        "additional_directories",
+    ):
         assert row[column] == "", column
     assert row["auto_accept_edits"] == 1 and row["archived"] == 0 and row["max_turns"] == 0
     assert row["completed_at"] is None and row["editor_state"] is None
@@ -264,9 +296,21 @@ def test_every_timestamp_form_hld_wrote_reads_as_the_same_instant(
 def test_wheel_carries_the_migrations(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(dist), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert built.returncode == 0, built.stderr
     (wheel,) = dist.glob("agentstore-*.whl")
@@ -291,8 +335,11 @@ def test_wheel_carries_the_migrations(tmp_path: Path) -> None:
     elsewhere.mkdir()
     run = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "w.db")],
-        cwd=elsewhere, env={**os.environ, "PYTHONPATH": str(target)},
-        capture_output=True, text=True, timeout=120,
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(str(target / "agentstore" / "_migrations"))

@@ -219,7 +219,7 @@ class ConversationRepo:
             # One query for the last sequence of each Claude session and for the last id
             # ever given (AUTOINCREMENT's counter, which a deleted row does not lower).
             found = await raw.execute_fetchall(
-                "SELECT NULL, MAX(COALESCE((SELECT seq FROM sqlite_sequence "
+                "SELECT NULL, MAX(COALESCE((SELECT seq FROM sqlite_sequence "  # noqa: S608
                 "WHERE name = 'conversation_events'), 0), "
                 "COALESCE((SELECT MAX(id) FROM conversation_events), 0)) "
                 "UNION ALL SELECT claude_session_id, MAX(sequence) FROM conversation_events "

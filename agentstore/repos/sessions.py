@@ -254,9 +254,7 @@ class SessionRepo:
 
 
 _BY_ID = ModelQuery(Session, sa.select(T).where(T.c.id == sa.bindparam("id")).limit(1))
-_BY_RUN_ID = ModelQuery(
-    Session, sa.select(T).where(T.c.run_id == sa.bindparam("run_id")).limit(1)
-)
+_BY_RUN_ID = ModelQuery(Session, sa.select(T).where(T.c.run_id == sa.bindparam("run_id")).limit(1))
 
 
 @cache
@@ -270,7 +268,9 @@ def _list_query(
     if statuses is not None:
         # One named parameter per status (an IN list would be compiled per call).
         stmt = stmt.where(
-            sa.or_(sa.false(), *(T.c.status == sa.bindparam(f"status_{i}") for i in range(statuses)))
+            sa.or_(
+                sa.false(), *(T.c.status == sa.bindparam(f"status_{i}") for i in range(statuses))
+            )
         )
     if before:
         key = instant(T.c.last_activity_at)

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
 
 from agentstore.hld import HLD_LEDGER, HLD_V22_SQLITE_DDL
 from agentstore.types import JSONValue, UTCDateTime
+from alembic import op
 
 revision: str = "0001_hld_v22"
 down_revision: str | Sequence[str] | None = None

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import context, op
 
 revision: str = "0002_unique_sequence"
@@ -32,7 +33,7 @@ _DUPLICATED = (
 )
 # The new number of every event that moves, computed on a snapshot before any is changed.
 _MOVES = (
-    "SELECT id, rn FROM ("
+    "SELECT id, rn FROM ("  # noqa: S608 (constants only)
     " SELECT id, sequence, ROW_NUMBER() OVER (PARTITION BY claude_session_id"
     " ORDER BY sequence, id) AS rn"
     f" FROM conversation_events WHERE claude_session_id IN ({_DUPLICATED})"

@@ -1,10 +1,12 @@
-"""Driver connections leased from the engine's pool for the SQLite hot paths.
+"""Driver connections from the engine's pool for the hot paths.
 
-Checking a connection out of SQLAlchemy's pool and back in costs two trips through its
-async adapter per call — a fifth of a whole append on this machine. The store therefore
-keeps a few of its pool's connections checked out (leased) and hands their aiosqlite
-connection to one call at a time: still one engine and one pool per store, no connection
-shared by two tasks at once, and every lease goes back to the pool when the store closes.
+On SQLite, checking a connection out of SQLAlchemy's pool and back in costs two trips
+through its async adapter per call — a fifth of a whole append on this machine. The store
+therefore keeps a few of its pool's connections checked out (leased) and hands their
+aiosqlite connection to one call at a time: still one engine and one pool per store, no
+connection shared by two tasks at once, and every lease goes back to the pool when the store
+closes. On PostgreSQL each call checks a connection out (so the pool's pre-ping still guards
+against a restarted server) and uses its asyncpg connection.
 """
 
 from __future__ import annotations
@@ -17,29 +19,32 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
+from agentstore.repos._driver import Driver
+
 __all__ = ["DriverLeases"]
 
 
 class DriverLeases:
-    """At most ``limit`` pooled connections, lent to one call at a time."""
+    """At most ``limit`` pooled connections, lent to one call at a time (0: per call)."""
 
     def __init__(self, engine: AsyncEngine, limit: int) -> None:
         self._engine = engine
+        self._dialect = engine.dialect.name
         self._limit = limit
         self._count = 0
         self._idle: asyncio.Queue[Any] | None = None  # made in the running loop
 
     @asynccontextmanager
-    async def driver(self) -> AsyncIterator[Any]:
-        """The aiosqlite connection of a leased pool connection, for the block's duration."""
+    async def driver(self) -> AsyncIterator[Driver]:
+        """The driver connection of a pooled connection, for the block's duration."""
         if self._limit <= 0:
-            async with self._checked_out() as driver:
-                yield driver
+            async with self._checked_out() as conn:
+                yield Driver(self._dialect, conn)
             return
         lease = await self._take()
         driver = lease.driver_connection
         try:
-            yield driver
+            yield Driver(self._dialect, driver)
         finally:
             try:
                 if driver.in_transaction:  # a batch interrupted mid-way
@@ -50,14 +55,14 @@ class DriverLeases:
 
     @asynccontextmanager
     async def _checked_out(self) -> AsyncIterator[Any]:
-        # No room to lease (a one-connection pool, as for ":memory:"): per call.
+        # PostgreSQL, or no room to lease (a one-connection pool, as for ":memory:").
         raw = await self._engine.raw_connection()
         driver = raw.driver_connection
         try:
             yield driver
         finally:
             try:
-                if driver is not None and driver.in_transaction:
+                if self._dialect == "sqlite" and driver is not None and driver.in_transaction:
                     await driver.rollback()
             finally:
                 # Check-in may close the connection (pool overflow), which awaits the driver.

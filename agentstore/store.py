@@ -40,6 +40,7 @@ from agentstore.models import (
     SessionUpdate,
     UserSettings,
 )
+from agentstore.repos._driver import Driver
 from agentstore.repos.approvals import ApprovalRepo
 from agentstore.repos.conversation import ConversationRepo
 from agentstore.repos.mcp_servers import MCPServerRepo
@@ -65,7 +66,7 @@ class _Repositories:
     def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
         raise NotImplementedError
 
-    def sqlite_driver(self) -> AbstractAsyncContextManager[Any] | None:
+    def driver(self) -> AbstractAsyncContextManager[Driver] | None:
         raise NotImplementedError
 
     def _bind_repositories(self) -> None:
@@ -93,7 +94,7 @@ class Transaction(_Repositories):
     async def reading(self) -> AsyncIterator[AsyncConnection]:
         yield self._connection
 
-    def sqlite_driver(self) -> AbstractAsyncContextManager[Any] | None:
+    def driver(self) -> AbstractAsyncContextManager[Driver] | None:
         # Inside a transaction every call goes through its one connection.
         return None
 
@@ -117,11 +118,11 @@ class Store(_Repositories):
         self._engine = engine
         self._write_engine = engine.execution_options(**{WRITE: True})
         self.dialect_name = engine.dialect.name
-        self._leases: DriverLeases | None = None
-        if self.dialect_name == "sqlite":
-            # Lease two connections when the pool has room for more (not for ":memory:").
-            size = getattr(engine.pool, "size", lambda: 0)()
-            self._leases = DriverLeases(engine, LEASED_CONNECTIONS if size > 2 else 0)
+        # On SQLite lease two connections when the pool has room for more (not for
+        # ":memory:"); on PostgreSQL check one out per call (see agentstore.leases).
+        size = getattr(engine.pool, "size", lambda: 0)()
+        lease = self.dialect_name == "sqlite" and size > LEASED_CONNECTIONS
+        self._leases = DriverLeases(engine, LEASED_CONNECTIONS if lease else 0)
         self._bind_repositories()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -178,8 +179,7 @@ class Store(_Repositories):
 
     async def close(self) -> None:
         """Close every connection; the store cannot be used afterwards."""
-        if self._leases is not None:
-            await self._leases.close()
+        await self._leases.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -215,15 +215,14 @@ class Store(_Repositories):
         async with self._write_engine.begin() as conn:
             yield conn
 
-    def sqlite_driver(self) -> AbstractAsyncContextManager[Any] | None:
-        """The hot paths' way in on SQLite: a pooled connection's own aiosqlite connection.
+    def driver(self) -> AbstractAsyncContextManager[Driver] | None:
+        """The hot paths' way in: a pooled connection's own aiosqlite or asyncpg connection.
 
-        A single SQL statement sent straight to the driver is one hand-off to aiosqlite's
-        thread instead of SQLAlchemy's several (FINDINGS.md); it runs in autocommit, which
-        SQLite makes atomic — a writing statement takes the write lock before it reads.
-        None on PostgreSQL.
+        A statement sent straight to the driver is one hand-off instead of SQLAlchemy's
+        several (FINDINGS.md). On SQLite it runs in autocommit, which SQLite makes atomic —
+        a writing statement takes the write lock before it reads.
         """
-        return self._leases.driver() if self._leases is not None else None
+        return self._leases.driver()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

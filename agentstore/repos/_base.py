@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentstore.models import Base
+from agentstore.repos._driver import Driver, DriverStatement
 
 M = TypeVar("M", bound=Base)
 
@@ -34,8 +35,8 @@ class Database(Protocol):
         """A connection in a write transaction (SQLite: ``BEGIN IMMEDIATE``)."""
         ...
 
-    def sqlite_driver(self) -> AbstractAsyncContextManager[Any] | None:
-        """SQLite's own aiosqlite connection for single-statement hot paths, or None."""
+    def driver(self) -> AbstractAsyncContextManager[Driver] | None:
+        """A pooled connection's own driver connection for the hot paths, or None."""
         ...
 
 
@@ -86,13 +87,20 @@ def driver_columns(columns: Iterable[sa.ColumnElement[Any]]) -> list[sa.ColumnEl
     ]
 
 
-def _converter_source(column: sa.ColumnElement[Any], var: str) -> tuple[str, str]:
+def _converter_source(column: sa.ColumnElement[Any], var: str, dialect: str) -> tuple[str, str]:
     """Python source (statements, expression) turning the driver's ``var`` into the value."""
     from agentstore.types import EmptyText, Flag, JSONValue, UTCDateTime
 
     type_ = column.type
     if isinstance(type_, EmptyText):
         return "", var  # coalesced in SQL (driver_columns)
+    if isinstance(type_, UTCDateTime) and dialect != "sqlite":
+        # asyncpg gives timestamptz as an aware datetime in UTC already.
+        return (
+            f"        if {var} is not None and {var}.tzinfo is not _UTC:\n"
+            f"            {var} = _ts({var})\n",
+            var,
+        )
     if isinstance(type_, UTCDateTime):
         # Inline fast path for the text agentstore writes; anything else via read_timestamp.
         statements = (
@@ -116,8 +124,10 @@ def _converter_source(column: sa.ColumnElement[Any], var: str) -> tuple[str, str
     return "", var
 
 
-def row_builder(cls: type[M], columns: Iterable[sa.ColumnElement[Any]]) -> Any:
-    """A fast function ``rows -> list[cls]`` for rows of ``driver_columns(columns)``.
+def row_builder(
+    cls: type[M], columns: Iterable[sa.ColumnElement[Any]], dialect: str = "sqlite"
+) -> Any:
+    """A fast function ``rows -> list[cls]`` for driver rows of ``driver_columns(columns)``.
 
     It does in one generated loop what SQLAlchemy's result processing and ORM loading would
     do per value: 0/1 to bool, timestamp text to aware UTC datetimes, JSON text to values —
@@ -130,7 +140,7 @@ def row_builder(cls: type[M], columns: Iterable[sa.ColumnElement[Any]]) -> Any:
 
     cols = list(columns)
     names = [f"v{i}" for i in range(len(cols))]
-    converted = [_converter_source(c, n) for c, n in zip(cols, names, strict=True)]
+    converted = [_converter_source(c, n, dialect) for c, n in zip(cols, names, strict=True)]
     fields = ", ".join(f"{c.key!r}: {expr}" for c, (_, expr) in zip(cols, converted, strict=True))
     source = (
         "def build(rows):\n"
@@ -151,7 +161,8 @@ def row_builder(cls: type[M], columns: Iterable[sa.ColumnElement[Any]]) -> Any:
         "_UTC": UTC,
         "_json": lambda v: None if v is None or v == "" else json.loads(v),
     }
-    exec(compile(source, f"<agentstore row builder for {cls.__name__}>", "exec"), namespace)
+    where = f"<agentstore row builder for {cls.__name__} on {dialect}>"
+    exec(compile(source, where, "exec"), namespace)
     return namespace["build"]
 
 
@@ -164,22 +175,27 @@ class ModelQuery(Generic[M]):
     """
 
     def __init__(self, cls: type[M], statement: sa.Select[Any]) -> None:
-        from agentstore.repos._sqlite import CompiledSQLite
-
         self.cls = cls
         self.statement = statement
-        columns = list(statement.selected_columns)
-        self.sqlite = CompiledSQLite(statement.with_only_columns(*driver_columns(columns)))
-        self._build = row_builder(cls, columns)
+        self._columns = list(statement.selected_columns)
+        self.driver = DriverStatement(statement.with_only_columns(*driver_columns(self._columns)))
+        self._builders: dict[str, Any] = {}
+
+    def build(self, dialect: str, rows: list[Any]) -> list[M]:
+        """Models from the driver's rows of this statement."""
+        builder = self._builders.get(dialect)
+        if builder is None:
+            builder = self._builders[dialect] = row_builder(self.cls, self._columns, dialect)
+        built: list[M] = builder(rows)
+        return built
 
     async def all(self, db: Database, values: dict[str, Any]) -> list[M]:
         """Every matching row as a detached model, in the statement's order."""
-        driver = db.sqlite_driver()
-        if driver is not None:
-            async with driver as raw:
-                rows = await raw.execute_fetchall(self.sqlite.sql, self.sqlite.args(values))
-            built: list[M] = self._build(rows)
-            return built
+        lease = db.driver()
+        if lease is not None:
+            async with lease as driver:
+                rows = await self.driver.fetch(driver, values)
+            return self.build(driver.dialect, rows)
         async with db.reading() as conn:
             return build_all(self.cls, await conn.execute(self.statement, values))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
 from typing import Any, cast
 
@@ -13,9 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agentstore.errors import DuplicateError, InvalidValueError, NotFoundError
 from agentstore.models import ApprovalStatus, ConversationEvent, EventType, Session
 from agentstore.repos._base import Database, ModelQuery, build, build_all
+from agentstore.repos._driver import DRIVER_INTEGRITY_ERRORS, Driver, DriverStatement, bind
 from agentstore.repos._errors import integrity_kind
-from agentstore.repos._sqlite import CompiledSQLite, bind
-from agentstore.repos._sqlite import IntegrityError as DriverIntegrityError
 from agentstore.types import format_timestamp
 from agentstore.validation import check_enum, check_row, require_id, sqlite_row_encoder
 
@@ -90,9 +89,19 @@ _APPEND = (
     )
     .returning(T.c.id, T.c.sequence)
 )
-_APPEND_SQLITE = CompiledSQLite(_APPEND)
-_INSERT_SQLITE = CompiledSQLite(sa.insert(T).values({c.key: bind(c.key, c) for c in _WRITTEN}))
-
+_APPEND_DRIVER = DriverStatement(_APPEND)
+_INSERT_DRIVER = DriverStatement(sa.insert(T).values({c.key: bind(c.key, c) for c in _WRITTEN}))
+_INSERT_SQLITE = _INSERT_DRIVER.on("sqlite")
+# PostgreSQL: a transaction-scoped lock per Claude session (see _lock_sequence).
+_LOCK_PG = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+_LAST_SEQUENCES_PG = (
+    "SELECT claude_session_id, MAX(sequence) FROM conversation_events "
+    "WHERE claude_session_id = ANY($1::text[]) GROUP BY claude_session_id"
+)
+_IDS_PG = (
+    "SELECT id FROM conversation_events WHERE claude_session_id = $1 "
+    "AND sequence BETWEEN $2 AND $3 ORDER BY sequence"
+)
 
 _ENCODE_ROW = sqlite_row_encoder(ConversationEvent, _INSERT_SQLITE.names)
 _AT = {name: i for i, name in enumerate(_INSERT_SQLITE.names)}
@@ -114,11 +123,12 @@ def _encode_event(event: ConversationEvent) -> list[Any]:
     return row
 
 
-def _to_driver(values: dict[str, Any]) -> dict[str, Any]:
-    """Checked values as SQLite stores them (what the column types bind on the portable path)."""
-    values["created_at"] = format_timestamp(values["created_at"])
-    values["is_completed"] = 1 if values["is_completed"] else 0
+def _to_driver(values: dict[str, Any], dialect: str) -> dict[str, Any]:
+    """Checked values as the driver binds them (what the column types do on the portable path)."""
     values["event_type"] = str(values["event_type"])
+    if dialect == "sqlite":
+        values["created_at"] = format_timestamp(values["created_at"])
+        values["is_completed"] = 1 if values["is_completed"] else 0
     return values
 
 
@@ -142,16 +152,22 @@ class ConversationRepo:
         exist and :class:`InvalidValueError` for bad values; nothing is written then.
         """
         values = _check_event(event)
-        driver = self._db.sqlite_driver()
-        if driver is not None:
-            async with driver as raw:
+        lease = self._db.driver()
+        if lease is not None:
+            async with lease as driver:
+                append = _APPEND_DRIVER.on(driver.dialect)
+                args = append.args(_to_driver(values, driver.dialect))
                 try:
-                    rows = await raw.execute_fetchall(
-                        _APPEND_SQLITE.sql, _APPEND_SQLITE.args(_to_driver(values))
-                    )
-                except DriverIntegrityError as exc:
+                    if driver.dialect == "sqlite":
+                        (new_id, sequence), *_ = await driver.conn.execute_fetchall(
+                            append.sql, args
+                        )
+                    else:
+                        async with driver.conn.transaction():
+                            await driver.conn.execute(_LOCK_PG, event.claude_session_id)
+                            new_id, sequence = await driver.conn.fetchrow(append.sql, *args)
+                except DRIVER_INTEGRITY_ERRORS as exc:
                     raise _translate(exc, event) from exc
-            new_id, sequence = rows[0]
         else:
             async with self._db.writing() as conn:
                 await _lock_sequence(conn, [event.claude_session_id])
@@ -170,18 +186,27 @@ class ConversationRepo:
         Sets ``sequence`` and ``id`` on each event; all or nothing.
         """
         batch = list(events)
-        driver = self._db.sqlite_driver()
-        if driver is not None:
+        lease = self._db.driver()
+        if lease is not None and self._db.dialect_name == "sqlite":
             encoded = [_encode_event(event) for event in batch]  # all checked before writing
             if not batch:
                 return batch
             try:
-                async with driver as raw:
-                    await self._add_many_sqlite(raw, batch, encoded)
-            except DriverIntegrityError as exc:
+                async with lease as driver:
+                    await self._add_many_sqlite(driver.conn, batch, encoded)
+            except DRIVER_INTEGRITY_ERRORS as exc:
                 raise await self._translate_batch(exc, batch) from exc
             return batch
         checked = [_check_event(event) for event in batch]
+        if lease is not None:  # PostgreSQL
+            if not batch:
+                return batch
+            try:
+                async with lease as driver:
+                    await self._add_many_postgresql(driver.conn, batch, checked)
+            except DRIVER_INTEGRITY_ERRORS as exc:
+                raise await self._translate_batch(exc, batch) from exc
+            return batch
         if not batch:
             return batch
         try:
@@ -249,6 +274,35 @@ class ConversationRepo:
             state["sequence"] = sequence
             state["id"] = new_id
 
+    @staticmethod
+    async def _add_many_postgresql(
+        conn: Any, batch: list[ConversationEvent], checked: list[dict[str, Any]]
+    ) -> None:
+        """The batch in one transaction on asyncpg, under the Claude sessions' locks."""
+        insert = _INSERT_DRIVER.on("postgresql")
+        keys = sorted(dict.fromkeys(values["claude_session_id"] for values in checked))
+        async with conn.transaction():
+            for key in keys:  # in sorted order, so that two batches cannot deadlock
+                await conn.execute(_LOCK_PG, key)
+            current = dict(await conn.fetch(_LAST_SEQUENCES_PG, keys))
+            next_of = {key: int(current.get(key) or 0) + 1 for key in keys}
+            first_of = dict(next_of)
+            rows = []
+            for values in checked:
+                key = values["claude_session_id"]
+                values["sequence"] = next_of[key]
+                next_of[key] += 1
+                rows.append(insert.args(_to_driver(values, "postgresql")))
+            await conn.executemany(insert.sql, rows)
+            ids: dict[tuple[str, int], int] = {}
+            for key in keys:
+                found = await conn.fetch(_IDS_PG, key, first_of[key], next_of[key] - 1)
+                ids.update({(key, first_of[key] + i): int(r[0]) for i, r in enumerate(found)})
+        for event, values in zip(batch, checked, strict=True):
+            state = event.__dict__  # as in _add_many_sqlite
+            state["sequence"] = values["sequence"]
+            state["id"] = ids[(values["claude_session_id"], values["sequence"])]
+
     async def _translate_batch(
         self, exc: Exception, batch: Sequence[ConversationEvent]
     ) -> Exception:
@@ -297,40 +351,52 @@ class ConversationRepo:
     async def get_session_conversation(self, session_id: str) -> list[ConversationEvent]:
         """The whole conversation of a session and its ancestors, ancestors' events first.
 
-        Walks the ``parent_session_id`` chain (a cycle or a missing ancestor ends the walk).
-        Raises :class:`NotFoundError` if the session does not exist; ``[]`` if no events.
+        Walks the ``parent_session_id`` chain (a cycle or a missing ancestor ends the walk),
+        then reads every event of the chain's Claude sessions in one statement, in one
+        snapshot. Raises :class:`NotFoundError` if the session does not exist; ``[]`` if
+        there are no events.
         """
+        lease = self._db.driver()
+        if lease is not None:
+            async with lease as driver:
+                sqlite = driver.dialect == "sqlite"
+                conn = driver.conn
+                parent = _PARENT.on(driver.dialect)
+
+                async def parent_of(current: str) -> tuple[str, str] | None:
+                    args = parent.args({"id": current})
+                    if sqlite:
+                        rows = await conn.execute_fetchall(parent.sql, args)
+                    else:
+                        rows = await conn.fetch(parent.sql, *args)
+                    return (rows[0][0], rows[0][1]) if rows else None
+
+                # One snapshot for the walk and the read, as on the portable path.
+                if sqlite:
+                    await conn.execute_fetchall("BEGIN")
+                    try:
+                        chain = await _walk_chain(session_id, parent_of)
+                        rows = await _chain_rows(driver, chain)
+                    finally:
+                        await conn.execute_fetchall("COMMIT")
+                else:
+                    async with conn.transaction(isolation="repeatable_read", readonly=True):
+                        chain = await _walk_chain(session_id, parent_of)
+                        rows = await _chain_rows(driver, chain)
+            return _chain_query(len(chain)).build(driver.dialect, rows) if chain else []
         async with self._db.reading() as conn:
-            chain: list[str] = []
-            seen: set[str] = set()
-            current: str | None = session_id
-            while current and current not in seen:
-                seen.add(current)
-                row = (
-                    await conn.execute(
-                        sa.select(S.c.claude_session_id, S.c.parent_session_id).where(
-                            S.c.id == current
-                        )
-                    )
-                ).first()
-                if row is None:
-                    if current == session_id:
-                        raise NotFoundError("session", session_id)
-                    break
-                if row[0]:
-                    chain.insert(0, row[0])
-                current = row[1]
+
+            async def parent_of_sa(current: str) -> tuple[str, str] | None:
+                row = (await conn.execute(_PARENT.statement, {"id": current})).first()
+                return (row[0], row[1]) if row is not None else None
+
+            chain = await _walk_chain(session_id, parent_of_sa)
             if not chain:
                 return []
-            position: dict[str, int] = {}
-            for index, claude_id in enumerate(chain):
-                position.setdefault(claude_id, index)
-            stmt = (
-                sa.select(T)
-                .where(T.c.claude_session_id.in_(list(position)))
-                .order_by(sa.case(position, value=T.c.claude_session_id), T.c.sequence, T.c.id)
+            query = _chain_query(len(chain))
+            return build_all(
+                ConversationEvent, await conn.execute(query.statement, _chain_values(chain))
             )
-            return build_all(ConversationEvent, await conn.execute(stmt))
 
     def _pending_calls(self, session_id: str) -> sa.Select[Any]:
         return (
@@ -478,4 +544,60 @@ def _conversation_query(after: bool, before: bool, limit: bool) -> ModelQuery[Co
         stmt = stmt.limit(sa.bindparam("limit"))
     else:
         stmt = stmt.order_by(T.c.sequence, T.c.id)
+    return ModelQuery(ConversationEvent, stmt)
+
+
+_PARENT = DriverStatement(
+    sa.select(
+        sa.func.coalesce(S.c.claude_session_id, ""), sa.func.coalesce(S.c.parent_session_id, "")
+    ).where(S.c.id == sa.bindparam("id", type_=sa.Text()))
+)
+
+
+async def _walk_chain(
+    session_id: str, parent_of: Callable[[str], Awaitable[tuple[str, str] | None]]
+) -> list[str]:
+    """The Claude session ids of the session's resume chain, root first, each once.
+
+    A missing first session raises NotFoundError; a missing ancestor or a cycle ends the walk.
+    A Claude id met twice keeps the place of its oldest occurrence, as in hld.
+    """
+    chain: list[str] = []
+    seen: set[str] = set()
+    current = session_id
+    while current and current not in seen:
+        seen.add(current)
+        found = await parent_of(current)
+        if found is None:
+            if current == session_id:
+                raise NotFoundError("session", session_id)
+            break
+        claude_id, current = found
+        if claude_id:
+            if claude_id in chain:
+                chain.remove(claude_id)
+            chain.insert(0, claude_id)
+    return chain
+
+
+def _chain_values(chain: list[str]) -> dict[str, str]:
+    return {f"c{i}": claude_id for i, claude_id in enumerate(chain)}
+
+
+async def _chain_rows(driver: Driver, chain: list[str]) -> list[Any]:
+    if not chain:
+        return []
+    return await _chain_query(len(chain)).driver.fetch(driver, _chain_values(chain))
+
+
+@cache
+def _chain_query(length: int) -> ModelQuery[ConversationEvent]:
+    """The events of ``length`` Claude sessions, in chain order, then by sequence."""
+    claude = T.c.claude_session_id
+    ids = [sa.bindparam(f"c{i}", type_=sa.Text()) for i in range(length)]
+    stmt = (
+        sa.select(T)
+        .where(sa.or_(*(claude == p for p in ids)))
+        .order_by(sa.case(*((claude == p, i) for i, p in enumerate(ids))), T.c.sequence, T.c.id)
+    )
     return ModelQuery(ConversationEvent, stmt)

@@ -21,8 +21,8 @@ from sqlalchemy.dialects import postgresql as postgresql_dialects
 from sqlalchemy.dialects import sqlite as sqlite_dialects
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.expression import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import Executable
 
 __all__ = ["DRIVER_INTEGRITY_ERRORS", "Driver", "DriverStatement", "bind"]
 

@@ -187,50 +187,46 @@ class ConversationRepo:
         """
         batch = list(events)
         lease = self._db.driver()
-        if lease is not None and self._db.dialect_name == "sqlite":
-            encoded = [_encode_event(event) for event in batch]  # all checked before writing
-            if not batch:
-                return batch
-            try:
-                async with lease as driver:
-                    await self._add_many_sqlite(driver.conn, batch, encoded)
-            except DRIVER_INTEGRITY_ERRORS as exc:
-                raise await self._translate_batch(exc, batch) from exc
-            return batch
-        checked = [_check_event(event) for event in batch]
-        if lease is not None:  # PostgreSQL
-            if not batch:
-                return batch
-            try:
-                async with lease as driver:
-                    await self._add_many_postgresql(driver.conn, batch, checked)
-            except DRIVER_INTEGRITY_ERRORS as exc:
-                raise await self._translate_batch(exc, batch) from exc
-            return batch
+        on_sqlite_driver = lease is not None and self._db.dialect_name == "sqlite"
+        # Every event is checked before anything is written.
+        prepared: list[Any] = [
+            _encode_event(event) if on_sqlite_driver else _check_event(event) for event in batch
+        ]
         if not batch:
             return batch
         try:
-            async with self._db.writing() as conn:
-                await _lock_sequence(conn, [e.claude_session_id for e in batch])
-                next_of: dict[str, int] = {}
-                rows: list[dict[str, Any]] = []
-                for event, values in zip(batch, checked, strict=True):
-                    key = event.claude_session_id
-                    if key not in next_of:
-                        next_of[key] = await _next_sequence(conn, key)
-                    values["sequence"] = next_of[key]
-                    next_of[key] += 1
-                    rows.append(values)
-                result = await conn.execute(
-                    sa.insert(T).returning(T.c.id, sort_by_parameter_order=True), rows
-                )
-                ids = [int(r[0]) for r in result]
-        except IntegrityError as exc:
+            if lease is None:
+                await self._add_many_portable(batch, prepared)
+            else:
+                async with lease as driver:
+                    if on_sqlite_driver:
+                        await self._add_many_sqlite(driver.conn, batch, prepared)
+                    else:
+                        await self._add_many_postgresql(driver.conn, batch, prepared)
+        except (IntegrityError, *DRIVER_INTEGRITY_ERRORS) as exc:
             raise await self._translate_batch(exc, batch) from exc
-        for event, values, new_id in zip(batch, rows, ids, strict=True):
+        return batch
+
+    async def _add_many_portable(
+        self, batch: list[ConversationEvent], checked: list[dict[str, Any]]
+    ) -> None:
+        """Through SQLAlchemy, in the caller's transaction (``store.transaction()``)."""
+        async with self._db.writing() as conn:
+            await _lock_sequence(conn, [e.claude_session_id for e in batch])
+            next_of: dict[str, int] = {}
+            for event, values in zip(batch, checked, strict=True):
+                key = event.claude_session_id
+                if key not in next_of:
+                    next_of[key] = await _next_sequence(conn, key)
+                values["sequence"] = next_of[key]
+                next_of[key] += 1
+            result = await conn.execute(
+                sa.insert(T).returning(T.c.id, sort_by_parameter_order=True), checked
+            )
+            ids = [int(r[0]) for r in result]
+        for event, values, new_id in zip(batch, checked, ids, strict=True):
             event.sequence = values["sequence"]
             event.id = new_id
-        return batch
 
     @staticmethod
     async def _add_many_sqlite(

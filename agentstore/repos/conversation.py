@@ -25,6 +25,7 @@ S = cast(sa.Table, Session.__table__)
 _TOOL_CALL = EventType.TOOL_CALL.value
 
 
+_INTEGRITY_ERRORS: tuple[type[Exception], ...] = (IntegrityError, *DRIVER_INTEGRITY_ERRORS)
 _EVENT_TYPES = frozenset(EventType)
 _APPROVAL_STATUSES = frozenset(ApprovalStatus)
 
@@ -203,7 +204,7 @@ class ConversationRepo:
                         await self._add_many_sqlite(driver.conn, batch, prepared)
                     else:
                         await self._add_many_postgresql(driver.conn, batch, prepared)
-        except (IntegrityError, *DRIVER_INTEGRITY_ERRORS) as exc:
+        except _INTEGRITY_ERRORS as exc:
             raise await self._translate_batch(exc, batch) from exc
         return batch
 

@@ -800,3 +800,23 @@ async def test_batch_ids_are_the_stored_ids_after_deletions(store: Store) -> Non
         (e.id, e.sequence, e.content) for e in stored
     ]
     assert all(e.id is not None and e.id > 5 for e in added)
+
+
+async def test_a_batch_larger_than_one_insert_statement(store: Store) -> None:
+    await store.create_session(Session(id="big", run_id="r-big", query="q"))
+    await store.add_conversation_event(
+        ConversationEvent(session_id="big", claude_session_id="cb", event_type="message")
+    )
+    added = await store.add_conversation_events(
+        [
+            ConversationEvent(
+                session_id="big", claude_session_id="cb", event_type="message", content=f"m{i}"
+            )
+            for i in range(2_345)
+        ]
+    )
+    stored = await store.get_conversation("cb")
+    assert [e.sequence for e in stored] == list(range(1, 2_347))
+    assert [(e.id, e.sequence, e.content) for e in added] == [
+        (e.id, e.sequence, e.content) for e in stored[1:]
+    ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
+from itertools import chain
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -103,6 +105,29 @@ _IDS_PG = (
     "SELECT id FROM conversation_events WHERE claude_session_id = $1 "
     "AND sequence BETWEEN $2 AND $3 ORDER BY sequence"
 )
+
+
+# A batch goes in as INSERT … VALUES (…), (…), …: one statement binds every row in C, about
+# a third faster than executemany's bind-step-reset per row; up to 1,000 rows a statement,
+# fewer if this SQLite allows fewer parameters (999 before SQLite 3.32).
+def _rows_per_insert() -> int:
+    probe = sqlite3.connect(":memory:")
+    try:
+        limit = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        probe.close()
+    return max(1, min(1000, limit // len(_INSERT_SQLITE.names)))
+
+
+_ROWS_PER_INSERT = _rows_per_insert()
+
+
+@cache
+def _multi_row_insert(rows: int) -> str:
+    """``_INSERT_SQLITE`` for ``rows`` rows (cached: SQLite's statement cache keeps each)."""
+    head, _, values = _INSERT_SQLITE.sql.partition(" VALUES ")
+    return f"{head} VALUES {', '.join([values] * rows)}"
+
 
 _ENCODE_ROW = sqlite_row_encoder(ConversationEvent, _INSERT_SQLITE.names)
 _AT = {name: i for i, name in enumerate(_INSERT_SQLITE.names)}
@@ -257,7 +282,11 @@ class ConversationRepo:
                 row[_SEQUENCE_AT] = sequence = next_of[key]
                 next_of[key] = sequence + 1
                 sequences.append(sequence)
-            await raw.executemany(_INSERT_SQLITE.sql, rows)
+            for start in range(0, len(rows), _ROWS_PER_INSERT):
+                chunk = rows[start : start + _ROWS_PER_INSERT]
+                await raw.execute_fetchall(
+                    _multi_row_insert(len(chunk)), list(chain.from_iterable(chunk))
+                )
             await raw.commit()
         except BaseException:
             await raw.rollback()

@@ -62,8 +62,15 @@ class DriverLeases:
             yield driver
         finally:
             try:
-                if self._dialect == "sqlite" and driver is not None and driver.in_transaction:
-                    await driver.rollback()
+                # A call interrupted mid-transaction must not hand the pool an open one
+                # (SQLAlchemy's own reset does not know about transactions begun here).
+                if driver is None:
+                    pass
+                elif self._dialect == "sqlite":
+                    if driver.in_transaction:
+                        await driver.rollback()
+                elif not driver.is_closed() and driver.is_in_transaction():
+                    await driver.execute("ROLLBACK")
             finally:
                 # Check-in may close the connection (pool overflow), which awaits the driver.
                 await greenlet_spawn(raw.close)

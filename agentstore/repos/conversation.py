@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
@@ -46,6 +48,22 @@ def _check_event(event: ConversationEvent) -> dict[str, Any]:
     return values
 
 
+def lock_key(claude_session_id: str) -> int:
+    """The PostgreSQL advisory-lock key of a Claude session: a signed 64-bit hash of its id.
+
+    Computed here rather than by the server so that the hot path can send it inline with its
+    BEGIN (one round trip); every process and agentstore version derives the same key.
+    """
+    digest = hashlib.blake2b(claude_session_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_statement(claude_session_ids: Sequence[str]) -> str:
+    # Integers only (computed above), never caller text, go into this SQL.
+    keys = sorted({lock_key(key) for key in claude_session_ids})
+    return "; ".join(f"SELECT pg_advisory_xact_lock({key})" for key in keys)
+
+
 async def _lock_sequence(conn: AsyncConnection, claude_session_ids: Sequence[str]) -> None:
     """Serialise appends to the same Claude sessions across connections and processes.
 
@@ -55,10 +73,8 @@ async def _lock_sequence(conn: AsyncConnection, claude_session_ids: Sequence[str
     """
     if conn.dialect.name != "postgresql":
         return
-    for key in sorted(set(claude_session_ids)):
-        await conn.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0)))
-        )
+    for key in sorted({lock_key(key) for key in claude_session_ids}):
+        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 async def _next_sequence(conn: AsyncConnection, claude_session_id: str) -> int:
@@ -95,15 +111,27 @@ _APPEND = (
 _APPEND_DRIVER = DriverStatement(_APPEND)
 _INSERT_DRIVER = DriverStatement(sa.insert(T).values({c.key: bind(c.key, c) for c in _WRITTEN}))
 _INSERT_SQLITE = _INSERT_DRIVER.on("sqlite")
-# PostgreSQL: a transaction-scoped lock per Claude session (see _lock_sequence).
-_LOCK_PG = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+# asyncpg takes at most 32,767 arguments a statement: 1,000 rows of 16 stay under it.
+_ROWS_PER_INSERT_PG = 1000
+
+
+@cache
+def _multi_row_insert_pg(rows: int) -> str:
+    """The PostgreSQL INSERT for ``rows`` rows, returning each row's key and id."""
+    head, _, values = _INSERT_DRIVER.on("postgresql").sql.partition(" VALUES ")
+    values = values.partition(" RETURNING ")[0]  # the dialect's implicit RETURNING id
+    width = len(_INSERT_DRIVER.on("postgresql").names)
+
+    def shifted(row: int) -> str:  # this row's own $n numbers
+        return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + row * width}", values)
+
+    groups = [shifted(row) for row in range(rows)]
+    return f"{head} VALUES {', '.join(groups)} RETURNING id, claude_session_id, sequence"
+
+
 _LAST_SEQUENCES_PG = (
     "SELECT claude_session_id, MAX(sequence) FROM conversation_events "
     "WHERE claude_session_id = ANY($1::text[]) GROUP BY claude_session_id"
-)
-_IDS_PG = (
-    "SELECT id FROM conversation_events WHERE claude_session_id = $1 "
-    "AND sequence BETWEEN $2 AND $3 ORDER BY sequence"
 )
 
 
@@ -158,6 +186,20 @@ def _to_driver(values: dict[str, Any], dialect: str) -> dict[str, Any]:
     return values
 
 
+async def _append_postgresql(
+    conn: Any, sql: str, args: tuple[Any, ...], claude_session_id: str
+) -> tuple[int, int]:
+    """One append on asyncpg: BEGIN and the lock in one round trip, the INSERT, COMMIT."""
+    await conn.execute(f"BEGIN; {_lock_statement([claude_session_id])}")
+    try:
+        row = await conn.fetchrow(sql, *args)
+    except BaseException:
+        await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
+    return int(row[0]), int(row[1])
+
+
 def _translate(exc: Exception, event: ConversationEvent) -> Exception:
     if integrity_kind(exc) == "foreign_key":
         return NotFoundError("session", event.session_id)
@@ -189,9 +231,9 @@ class ConversationRepo:
                             append.sql, args
                         )
                     else:
-                        async with driver.conn.transaction():
-                            await driver.conn.execute(_LOCK_PG, event.claude_session_id)
-                            new_id, sequence = await driver.conn.fetchrow(append.sql, *args)
+                        new_id, sequence = await _append_postgresql(
+                            driver.conn, append.sql, args, event.claude_session_id
+                        )
                 except DRIVER_INTEGRITY_ERRORS as exc:
                     raise _translate(exc, event) from exc
         else:
@@ -308,22 +350,22 @@ class ConversationRepo:
         insert = _INSERT_DRIVER.on("postgresql")
         keys = sorted(dict.fromkeys(values["claude_session_id"] for values in checked))
         async with conn.transaction():
-            for key in keys:  # in sorted order, so that two batches cannot deadlock
-                await conn.execute(_LOCK_PG, key)
+            await conn.execute(_lock_statement(keys))  # sorted: batches cannot deadlock
             current = dict(await conn.fetch(_LAST_SEQUENCES_PG, keys))
             next_of = {key: int(current.get(key) or 0) + 1 for key in keys}
-            first_of = dict(next_of)
             rows = []
             for values in checked:
                 key = values["claude_session_id"]
                 values["sequence"] = next_of[key]
                 next_of[key] += 1
                 rows.append(insert.args(_to_driver(values, "postgresql")))
-            await conn.executemany(insert.sql, rows)
             ids: dict[tuple[str, int], int] = {}
-            for key in keys:
-                found = await conn.fetch(_IDS_PG, key, first_of[key], next_of[key] - 1)
-                ids.update({(key, first_of[key] + i): int(r[0]) for i, r in enumerate(found)})
+            for start in range(0, len(rows), _ROWS_PER_INSERT_PG):
+                chunk = rows[start : start + _ROWS_PER_INSERT_PG]
+                returned = await conn.fetch(
+                    _multi_row_insert_pg(len(chunk)), *chain.from_iterable(chunk)
+                )
+                ids.update({(r[1], r[2]): int(r[0]) for r in returned})
         for event, values in zip(batch, checked, strict=True):
             state = event.__dict__  # as in _add_many_sqlite
             state["sequence"] = values["sequence"]

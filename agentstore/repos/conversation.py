@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
@@ -111,27 +110,15 @@ _APPEND = (
 _APPEND_DRIVER = DriverStatement(_APPEND)
 _INSERT_DRIVER = DriverStatement(sa.insert(T).values({c.key: bind(c.key, c) for c in _WRITTEN}))
 _INSERT_SQLITE = _INSERT_DRIVER.on("sqlite")
-# asyncpg takes at most 32,767 arguments a statement: 1,000 rows of 16 stay under it.
-_ROWS_PER_INSERT_PG = 1000
-
-
-@cache
-def _multi_row_insert_pg(rows: int) -> str:
-    """The PostgreSQL INSERT for ``rows`` rows, returning each row's key and id."""
-    head, _, values = _INSERT_DRIVER.on("postgresql").sql.partition(" VALUES ")
-    values = values.partition(" RETURNING ")[0]  # the dialect's implicit RETURNING id
-    width = len(_INSERT_DRIVER.on("postgresql").names)
-
-    def shifted(row: int) -> str:  # this row's own $n numbers
-        return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + row * width}", values)
-
-    groups = [shifted(row) for row in range(rows)]
-    return f"{head} VALUES {', '.join(groups)} RETURNING id, claude_session_id, sequence"
-
-
 _LAST_SEQUENCES_PG = (
     "SELECT claude_session_id, MAX(sequence) FROM conversation_events "
     "WHERE claude_session_id = ANY($1::text[]) GROUP BY claude_session_id"
+)
+# asyncpg pipelines executemany; the new ids are then read back by their sequences (a
+# multi-row INSERT … RETURNING measured twice as slow here: PostgreSQL plans it every time).
+_IDS_PG = (
+    "SELECT sequence, id FROM conversation_events WHERE claude_session_id = $1 "
+    "AND sequence BETWEEN $2 AND $3"
 )
 
 
@@ -359,13 +346,13 @@ class ConversationRepo:
                 values["sequence"] = next_of[key]
                 next_of[key] += 1
                 rows.append(insert.args(_to_driver(values, "postgresql")))
+            # Without the dialect's implicit RETURNING id: executemany discards rows anyway.
+            await conn.executemany(insert.sql.partition(" RETURNING ")[0], rows)
             ids: dict[tuple[str, int], int] = {}
-            for start in range(0, len(rows), _ROWS_PER_INSERT_PG):
-                chunk = rows[start : start + _ROWS_PER_INSERT_PG]
-                returned = await conn.fetch(
-                    _multi_row_insert_pg(len(chunk)), *chain.from_iterable(chunk)
-                )
-                ids.update({(r[1], r[2]): int(r[0]) for r in returned})
+            for key in keys:
+                first = int(current.get(key) or 0) + 1
+                found = await conn.fetch(_IDS_PG, key, first, next_of[key] - 1)
+                ids.update({(key, int(r[0])): int(r[1]) for r in found})
         for event, values in zip(batch, checked, strict=True):
             state = event.__dict__  # as in _add_many_sqlite
             state["sequence"] = values["sequence"]

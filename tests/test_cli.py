@@ -34,7 +34,7 @@ async def test_demo_records_a_resumed_session_and_prints_it(tmp_path: Path) -> N
         assert len(sessions) == 2
         child = next(s for s in sessions if s.parent_session_id)
         events = await store.get_session_conversation(child.id)
-        assert [e.claude_session_id for e in events][0] != child.claude_session_id
+        assert next(e.claude_session_id for e in events) != child.claude_session_id
         assert len(events) == 9
         assert len(await store.get_mcp_servers(child.parent_session_id)) == 2
         assert await store.get_approval_count() == 1

@@ -256,10 +256,3 @@ def adopt_legacy(connection: Connection, attributes: dict[str, Any]) -> None:
         )
     elif state.kind == "foreign":
         raise DatabaseError("the database holds tables that are neither agentstore's nor hld's")
-
-
-def stamp(connection: Connection, target: str) -> None:
-    """``alembic stamp`` on this connection (inside the caller's transaction)."""
-    from alembic import command
-
-    command.stamp(alembic_config(connection=connection), target)

@@ -33,47 +33,77 @@ class DriverLeases:
         self._limit = limit
         self._count = 0
         self._idle: asyncio.Queue[Any] | None = None  # made in the running loop
+        self._settling: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def driver(self) -> AsyncIterator[Driver]:
-        """The driver connection of a pooled connection, for the block's duration."""
+        """The driver connection of a pooled connection, for the block's duration.
+
+        A block that ends with an exception — a cancelled task above all — may leave work
+        queued on the connection (aiosqlite finishes a statement whose caller was
+        cancelled). Such a connection is not lent again until that work has drained and any
+        transaction it opened is rolled back; that settling runs in the background.
+        """
         if self._limit <= 0:
-            async with self._checked_out() as conn:
-                yield Driver(self._dialect, conn)
+            raw = await self._engine.raw_connection()
+            finished = False
+            try:
+                yield Driver(self._dialect, raw.driver_connection)
+                finished = True
+            finally:
+                if finished and self._is_clean(raw.driver_connection):
+                    await greenlet_spawn(raw.close)
+                else:
+                    self._settle_later(raw, checked_out=True)
             return
         lease = await self._take()
-        driver = lease.driver_connection
+        finished = False
         try:
-            yield Driver(self._dialect, driver)
+            yield Driver(self._dialect, lease.driver_connection)
+            finished = True
         finally:
-            try:
-                if driver.in_transaction:  # a batch interrupted mid-way
-                    await driver.rollback()
-            finally:
-                assert self._idle is not None
-                self._idle.put_nowait(lease)
+            if finished and self._is_clean(lease.driver_connection):
+                self._give_back(lease)
+            else:
+                self._settle_later(lease, checked_out=False)
 
-    @asynccontextmanager
-    async def _checked_out(self) -> AsyncIterator[Any]:
-        # PostgreSQL, or no room to lease (a one-connection pool, as for ":memory:").
-        raw = await self._engine.raw_connection()
+    def _is_clean(self, driver: Any) -> bool:
+        if self._dialect == "sqlite":
+            return not driver.in_transaction
+        return not driver.is_closed() and not driver.is_in_transaction()
+
+    def _settle_later(self, raw: Any, *, checked_out: bool) -> None:
+        if not checked_out:
+            # Out of the lent set while it settles (it may wait on another process's lock for
+            # the whole busy_timeout): the next call may lease a fresh connection meanwhile.
+            self._count -= 1
+        task = asyncio.ensure_future(self._settle(raw, checked_out=checked_out))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, raw: Any, *, checked_out: bool) -> None:
         driver = raw.driver_connection
         try:
-            yield driver
-        finally:
-            try:
-                # A call interrupted mid-transaction must not hand the pool an open one
-                # (SQLAlchemy's own reset does not know about transactions begun here).
-                if driver is None:
-                    pass
-                elif self._dialect == "sqlite":
-                    if driver.in_transaction:
-                        await driver.rollback()
-                elif not driver.is_closed() and driver.is_in_transaction():
-                    await driver.execute("ROLLBACK")
-            finally:
-                # Check-in may close the connection (pool overflow), which awaits the driver.
-                await greenlet_spawn(raw.close)
+            if self._dialect == "sqlite":
+                # Queued behind whatever the interrupted call left: returns once it is done.
+                await driver.execute_fetchall("SELECT 1")
+                if driver.in_transaction:
+                    await driver.rollback()
+            elif not driver.is_closed() and driver.is_in_transaction():
+                await driver.execute("ROLLBACK")
+        except Exception:
+            # Unusable: the pool discards it (and a lease is made anew when next needed).
+            await greenlet_spawn(raw.invalidate)
+            return
+        if checked_out or self._count >= self._limit:
+            await greenlet_spawn(raw.close)  # back to the pool
+        else:
+            self._count += 1
+            self._give_back(raw)
+
+    def _give_back(self, lease: Any) -> None:
+        assert self._idle is not None
+        self._idle.put_nowait(lease)
 
     async def _take(self) -> Any:
         if self._idle is None:
@@ -90,7 +120,9 @@ class DriverLeases:
         return await self._idle.get()
 
     async def close(self) -> None:
-        """Return every idle lease to the pool (before the engine is disposed)."""
+        """Settle interrupted connections and return every lease to the pool."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         while self._idle is not None and not self._idle.empty():
             lease = self._idle.get_nowait()
             self._count -= 1

@@ -13,6 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from agentstore import (
     AlreadyDecidedError,
     Approval,
@@ -334,5 +336,51 @@ async def test_processes_deciding_one_approval(db_url: str, tmp_path: Path) -> N
         stored = await store.get_approval("a1")
         assert stored.status == winners[0].removeprefix("won:")
         assert stored.responded_at is not None
+    finally:
+        await store.close()
+
+
+async def test_cancelled_calls_never_undo_a_later_acknowledged_append(tmp_path: Path) -> None:
+    # Another process holds the write lock; calls time out (their tasks are cancelled) while
+    # their statements wait on the driver's thread. Once the lock is released, an append that
+    # the store acknowledges must be in the file, with the id and sequence it was given.
+    import sqlite3
+
+    path = tmp_path / "agent.db"
+    store = await Store.open(path)
+    try:
+        await store.create_session(Session(id="s1", run_id="r1", query="q"))
+        first = await store.add_conversation_event(
+            ConversationEvent(session_id="s1", claude_session_id="c1", content="e1")
+        )
+        other = sqlite3.connect(path, isolation_level=None, timeout=0.5)
+        other.execute("BEGIN IMMEDIATE")
+        for call in (
+            store.add_conversation_event(
+                ConversationEvent(session_id="s1", claude_session_id="c1", content="e2")
+            ),
+            store.add_conversation_events(
+                [ConversationEvent(session_id="s1", claude_session_id="c1", content="b")]
+            ),
+        ):
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(call, 0.2)
+        # Reads go on meanwhile (WAL), on a connection that has no interrupted work queued:
+        # not stuck behind the other process's lock for the whole busy_timeout (30 s).
+        read = await asyncio.wait_for(store.get_conversation("c1"), 5)
+        assert [e.content for e in read] == ["e1"]
+        other.execute("COMMIT")
+        acknowledged = await store.add_conversation_event(
+            ConversationEvent(session_id="s1", claude_session_id="c1", content="e3")
+        )
+        await store.close()
+        stored = other.execute(
+            "SELECT id, sequence, content FROM conversation_events ORDER BY sequence"
+        ).fetchall()
+        other.close()
+        assert (acknowledged.id, acknowledged.sequence, "e3") in stored
+        assert (first.id, 1, "e1") in stored
+        sequences = [row[1] for row in stored]
+        assert sequences == list(range(1, len(sequences) + 1))  # unique and gap-free
     finally:
         await store.close()

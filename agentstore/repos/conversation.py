@@ -428,12 +428,13 @@ class ConversationRepo:
 
                 # One snapshot for the walk and the read, as on the portable path.
                 if sqlite:
-                    await conn.execute_fetchall("BEGIN")
                     try:
+                        await conn.execute_fetchall("BEGIN")
                         chain = await _walk_chain(session_id, parent_of)
                         rows = await _chain_rows(driver, chain)
                     finally:
-                        await conn.execute_fetchall("COMMIT")
+                        if conn.in_transaction:
+                            await conn.execute_fetchall("COMMIT")
                 else:
                     async with conn.transaction(isolation="repeatable_read", readonly=True):
                         chain = await _walk_chain(session_id, parent_of)

@@ -28,6 +28,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.request import pathname2url
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -152,8 +153,13 @@ def _objects(conn: Connection) -> set[str]:
     return {row[0] for row in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
 
 
+def _quoted(name: str) -> str:
+    """An SQL identifier for a name read from sqlite_master (which may be any text)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _columns(conn: Connection, table: str) -> set[str]:
-    return {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
+    return {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({_quoted(table)})")}
 
 
 def backup_file(conn: Connection, database: str) -> str:
@@ -165,7 +171,7 @@ def backup_file(conn: Connection, database: str) -> str:
     os.close(fd)
     # A second, plain connection: it reads the committed state (our transaction has not
     # written anything yet), consistently, even while hld itself is writing.
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    src = sqlite3.connect(f"file:{pathname2url(str(source))}?mode=ro", uri=True)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)
@@ -197,8 +203,7 @@ def heal_and_stamp(
         report.backup = backup_file(conn, database)
     tables = _tables(conn)
     report.rows = {
-        # table names come from sqlite_master, not from a caller
-        table: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar() or 0)  # noqa: S608
+        table: int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {_quoted(table)}").scalar() or 0)  # noqa: S608
         for table in sorted(tables)
         if table not in ("sqlite_sequence",)
     }

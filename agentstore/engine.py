@@ -84,7 +84,14 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        # WAL is a property of the file. Switch a new, empty file here; a file with tables is
+        # switched by Store.open only once it is known to be agentstore's or hld's (a
+        # foreign file must be left exactly as it was).
+        cursor.execute("PRAGMA journal_mode")
+        if cursor.fetchone()[0] != "wal":
+            cursor.execute("SELECT COUNT(*) FROM sqlite_master")
+            if cursor.fetchone()[0] == 0:
+                cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
@@ -124,6 +131,8 @@ def create_engine(target: str | os.PathLike[str] | URL, **engine_options: Any) -
             engine_options.setdefault("max_overflow", 0)
             engine_options.setdefault("pool_recycle", -1)
         engine_options.setdefault("pool_reset_on_return", None)
+        # Bound values (a proxy_api_key, say) must not reach error messages or logs.
+        engine_options.setdefault("hide_parameters", True)
         engine = create_async_engine(url, **engine_options)
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
         event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
@@ -131,6 +140,7 @@ def create_engine(target: str | os.PathLike[str] | URL, **engine_options: Any) -
             event.listen(engine.sync_engine, "reset", _on_sqlite_reset)
         return engine
     if backend == "postgresql":
+        engine_options.setdefault("hide_parameters", True)
         engine_options.setdefault("pool_pre_ping", True)
         engine_options.setdefault("pool_recycle", 1800)
         return create_async_engine(url, **engine_options)

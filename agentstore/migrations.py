@@ -144,6 +144,22 @@ def _sqlite_pragma(connection: Connection, sql: str) -> list[Any]:
         cursor.close()
 
 
+def ensure_wal(connection: Connection) -> None:
+    """Put a known (agentstore or hld) SQLite file in WAL mode; outside any transaction."""
+    if connection.dialect.name != "sqlite" or (connection.engine.url.database or "") in (
+        "",
+        ":memory:",
+    ):
+        return
+    if connection.in_transaction():
+        connection.commit()
+    _sqlite_pragma(connection, "PRAGMA journal_mode = WAL")
+
+
+def _foreign_key_problems(connection: Connection) -> set[tuple[Any, ...]]:
+    return {tuple(row) for row in connection.exec_driver_sql("PRAGMA foreign_key_check")}
+
+
 def run_in_migration_transaction(
     connection: Connection, work: Callable[[Connection], None]
 ) -> None:
@@ -156,13 +172,17 @@ def run_in_migration_transaction(
     try:
         connection.execution_options(**{WRITE: True})
         with connection.begin():
+            # hld enabled foreign keys on one pooled connection only, so its files can hold
+            # rows whose session was deleted: those are kept as they are; only a violation
+            # the migration itself would introduce stops it.
+            before = _foreign_key_problems(connection) if sqlite else set()
             work(connection)
             if sqlite:
-                problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                if problems:
+                introduced = _foreign_key_problems(connection) - before
+                if introduced:
                     raise DatabaseError(
-                        f"migration left {len(problems)} rows whose session does not exist; "
-                        "rolled back"
+                        f"the migration would leave {len(introduced)} rows pointing at "
+                        "missing rows; it was rolled back and nothing changed"
                     )
     finally:
         connection.execution_options(**{WRITE: False})

@@ -117,7 +117,10 @@ class Base(MappedAsDataclass, DeclarativeBase, kw_only=True, repr=False):
         return f"{type(self).__name__}({fields})"
 
 
-_REPR_HIDDEN: Final = frozenset({"proxy_api_key", "content", "editor_state", "event_json"})
+# Secrets (proxy_api_key; MCP env and headers, which carry tokens) and large texts.
+_REPR_HIDDEN: Final = frozenset(
+    {"proxy_api_key", "env_json", "content", "editor_state", "event_json", "tool_input"}
+)
 
 
 def _text() -> Any:
@@ -488,10 +491,10 @@ class MCPServerConfig:
 
     command: str = ""
     args: list[str] | None = None
-    env: dict[str, str] | None = None
+    env: dict[str, str] | None = dataclasses.field(default=None, repr=False)  # may hold tokens
     type: str = ""
     url: str = ""
-    headers: dict[str, str] | None = None
+    headers: dict[str, str] | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclass(kw_only=True, slots=True)

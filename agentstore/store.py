@@ -423,7 +423,11 @@ class Store(_Repositories):
 
 
 def _prepare_schema(connection: Connection, migrate: bool, backup: bool) -> None:
-    """Bring the schema to the newest revision, or refuse with a clear error."""
+    """Bring the schema to the newest revision, or refuse with a clear error.
+
+    Every refusal happens before anything is written: a foreign file, a schema newer than
+    this code, or (with ``migrate=False``) an hld file or an old revision stays as it was.
+    """
     state = migrations.inspect_state(connection)
     head = migrations.head_revision()
     where = safe_url(connection.engine.url)
@@ -431,26 +435,25 @@ def _prepare_schema(connection: Connection, migrate: bool, backup: bool) -> None
         raise DatabaseError(
             f"{where} holds tables that are neither agentstore's nor hld's; it was left untouched"
         )
-    if state.kind == "agentstore":
-        if state.revision == head:
-            return
-        if state.revision is not None and not migrations.is_known_revision(state.revision):
-            raise SchemaTooNewError(
-                f"{where} is at schema revision {state.revision!r}, newer than this agentstore "
-                f"knows (newest: {head!r}); upgrade agentstore. The database was left untouched."
-            )
-    if state.kind == "hld":
-        if not migrate:
+    if state.kind == "agentstore" and state.revision == head:
+        migrations.ensure_wal(connection)
+        return
+    if state.revision is not None and not migrations.is_known_revision(state.revision):
+        raise SchemaTooNewError(
+            f"{where} is at schema revision {state.revision!r}, newer than this agentstore "
+            f"knows (newest: {head!r}); upgrade agentstore. The database was left untouched."
+        )
+    if not migrate:
+        if state.kind == "hld":
             raise LegacyDatabaseError(
                 f"{where} is an hld database (schema version {state.hld_version}) that "
                 "agentstore has not adopted yet; open it with migrate=True (or run "
                 "`agentstore adopt`). Nothing was changed."
             )
-        migrations.upgrade(connection, "head", backup=backup)
-        return
-    if not migrate:
         raise MigrationRequiredError(
             f"{where} is at revision {state.revision!r}, not {head!r}; open with migrate=True "
             "or run `alembic upgrade head`. Nothing was changed."
         )
-    migrations.upgrade(connection, "head")
+    migrations.ensure_wal(connection)
+    # An hld database is adopted on the way (agentstore.adopt, from the migration environment).
+    migrations.upgrade(connection, "head", backup=backup)

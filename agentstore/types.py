@@ -219,7 +219,7 @@ class JSONValue(sa.types.TypeDecorator[Any]):
 
 def dump_json(value: Any) -> str:
     """Compact JSON text, non-ASCII kept as is (hld's ``encoding/json`` does the same)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class _Instant(FunctionElement[Any]):

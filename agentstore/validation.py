@@ -20,6 +20,7 @@ from agentstore.models import Base
 from agentstore.types import Flag, JSONValue, UTCDateTime, format_timestamp
 
 _Spec = tuple[tuple[str, str, bool], ...]  # (attribute, kind, nullable)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @cache
@@ -61,6 +62,8 @@ def check_value(owner: str, name: str, kind: str, nullable: bool, value: Any) ->
         ok = isinstance(value, bool)
     elif kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and not INT64_MIN <= value <= INT64_MAX:
+            raise InvalidValueError(f"{owner}.{name} is out of the 64-bit integer range")
     elif kind == "float":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     elif kind == "datetime":
@@ -71,7 +74,7 @@ def check_value(owner: str, name: str, kind: str, nullable: bool, value: Any) ->
             )
     else:  # json
         try:
-            json.dumps(value)
+            json.dumps(value, allow_nan=False)  # NaN/Infinity are not JSON (Go, PostgreSQL)
             ok = True
         except (TypeError, ValueError):
             ok = False
@@ -93,7 +96,7 @@ def check_row(obj: Base) -> dict[str, Any]:
 _FAST_TEST = {
     "str": "{v}.__class__ is str",
     "bool": "{v}.__class__ is bool",
-    "int": "{v}.__class__ is int",
+    "int": "({v}.__class__ is int and -9223372036854775808 <= {v} <= 9223372036854775807)",
     "float": "({v}.__class__ is float or {v}.__class__ is int)",
     "datetime": "({v}.__class__ is _datetime and {v}.tzinfo is not None)",
     "json": "False",

@@ -132,9 +132,9 @@ def _false() -> Any:
     return mapped_column(Flag(), nullable=True, default=False, server_default=sa.false())
 
 
-def _now() -> Any:
+def _now(*, local: bool = False) -> Any:
     return mapped_column(
-        UTCDateTime(),
+        UTCDateTime(local=local),
         nullable=False,
         default_factory=utcnow,
         server_default=sa.text("CURRENT_TIMESTAMP"),
@@ -178,9 +178,10 @@ class Session(Base):
     status: Mapped[str] = mapped_column(
         sa.Text(), default=SessionStatus.STARTING, server_default=sa.text("'starting'")
     )
-    created_at: Mapped[datetime] = _now()
-    last_activity_at: Mapped[datetime] = _now()
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # hld writes a session's times from Go in local time (see UTCDateTime's ``local``).
+    created_at: Mapped[datetime] = _now(local=True)
+    last_activity_at: Mapped[datetime] = _now(local=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(local=True), default=None)
     cost_usd: Mapped[float | None] = mapped_column(
         sa.Float().with_variant(sa.REAL(), "sqlite"), default=None
     )
@@ -196,7 +197,7 @@ class Session(Base):
     auto_accept_edits: Mapped[bool] = _false()
     dangerously_skip_permissions: Mapped[bool] = _false()
     dangerously_skip_permissions_expires_at: Mapped[datetime | None] = mapped_column(
-        UTCDateTime(), default=None
+        UTCDateTime(local=True), default=None
     )
     dangerously_skip_permissions_timeout_ms: Mapped[int | None] = mapped_column(Int64, default=None)
     archived: Mapped[bool] = _false()
@@ -317,7 +318,7 @@ class Approval(Base):
     session_id: Mapped[str] = mapped_column(sa.Text(), sa.ForeignKey("sessions.id"), default="")
     status: Mapped[str] = mapped_column(sa.Text(), default=ApprovalStatus.PENDING)
     created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime("DATETIME"),
+        UTCDateTime("DATETIME", local=True),
         default_factory=utcnow,
         server_default=sa.text("CURRENT_TIMESTAMP"),
     )

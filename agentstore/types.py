@@ -37,6 +37,7 @@ __all__ = [
     "Int64",
     "JSONValue",
     "UTCDateTime",
+    "format_local_timestamp",
     "format_timestamp",
     "instant",
     "instant_key",
@@ -120,19 +121,34 @@ Int64: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """Go's ``int``/``int64``: ``bigint`` on PostgreSQL; on SQLite hld's ``INTEGER`` (64-bit there)."""
 
 
+def format_local_timestamp(value: datetime) -> str:
+    """The text hld itself binds for a Go ``time.Time``: the machine's local time and offset.
+
+    Used for the columns hld fills from Go times and compares as text (a session's times, an
+    approval's ``created_at``): written in the same offset as hld's own rows, agentstore's
+    rows compare and sort correctly in hld too. Six fraction digits, like every agentstore time.
+    """
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: agentstore stores aware datetimes only")
+    return value.astimezone().isoformat(sep=" ", timespec="microseconds")
+
+
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """An aware UTC ``datetime``; hld's text on SQLite, ``timestamptz`` on PostgreSQL.
 
     ``declared`` is the type name used on SQLite: hld declares ``TIMESTAMP`` almost everywhere
-    and ``DATETIME`` on ``approvals``; both are names go-sqlite3 parses as times.
+    and ``DATETIME`` on ``approvals``; both are names go-sqlite3 parses as times. ``local``
+    marks the columns hld writes in local time (:func:`format_local_timestamp`); the others
+    hld fills with ``CURRENT_TIMESTAMP``, which is UTC. Reading gives UTC either way.
     """
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def __init__(self, declared: str = "TIMESTAMP") -> None:
+    def __init__(self, declared: str = "TIMESTAMP", *, local: bool = False) -> None:
         super().__init__()
         self.declared = declared
+        self.local = local
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
@@ -145,7 +161,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
         if dialect.name == "sqlite":
-            return format_timestamp(value)
+            return format_local_timestamp(value) if self.local else format_timestamp(value)
         if value.tzinfo is None:
             raise ValueError("naive datetime: agentstore stores aware datetimes only")
         return value.astimezone(UTC)

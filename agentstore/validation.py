@@ -17,7 +17,13 @@ import sqlalchemy as sa
 
 from agentstore.errors import InvalidStatusError, InvalidValueError
 from agentstore.models import Base
-from agentstore.types import Flag, JSONValue, UTCDateTime, format_timestamp
+from agentstore.types import (
+    Flag,
+    JSONValue,
+    UTCDateTime,
+    format_local_timestamp,
+    format_timestamp,
+)
 
 _Spec = tuple[tuple[str, str, bool], ...]  # (attribute, kind, nullable)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -147,7 +153,8 @@ def _generate(cls: type[Base], sqlite_keys: tuple[str, ...] | None) -> Any:
         for key in sqlite_keys:
             i, kind = position[key]
             if kind == "datetime":
-                encoded.append(f"(None if v{i} is None else _ts(v{i}))")
+                local = getattr(cls.__table__.columns[key].type, "local", False)
+                encoded.append(f"(None if v{i} is None else {'_tsl' if local else '_ts'}(v{i}))")
             elif kind == "bool":
                 encoded.append(f"(None if v{i} is None else (1 if v{i} else 0))")
             else:  # str (a StrEnum binds as its text), numbers, JSON text
@@ -157,6 +164,7 @@ def _generate(cls: type[Base], sqlite_keys: tuple[str, ...] | None) -> Any:
         "_check": check_value,
         "_datetime": datetime,
         "_ts": format_timestamp,
+        "_tsl": format_local_timestamp,
         **defaults,
     }
     exec(

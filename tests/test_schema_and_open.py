@@ -345,3 +345,69 @@ def test_wheel_carries_the_migrations(tmp_path: Path) -> None:
     assert run.stdout.startswith(str(target / "agentstore" / "_migrations"))
     assert run.stdout.strip().endswith(" 0")
     shutil.rmtree(target)
+
+
+async def test_times_hld_writes_in_local_time_are_written_in_local_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # hld binds Go times as local text and compares them as text (e.g. the expiry of a
+    # bypass-permissions window): agentstore writes those columns the same way, so that hld,
+    # sharing the file and the machine's time zone, compares them right. Columns hld fills
+    # with CURRENT_TIMESTAMP stay UTC. Both read back as the same UTC instant.
+    import time
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        db = tmp_path / "agent.db"
+        at = datetime(2025, 1, 15, 18, 30, 0, 123456, tzinfo=UTC)
+        async with await Store.open(db) as store:
+            await store.create_session(
+                Session(
+                    id="s",
+                    run_id="r",
+                    query="q",
+                    created_at=at,
+                    last_activity_at=at,
+                    dangerously_skip_permissions=True,
+                    dangerously_skip_permissions_expires_at=at,
+                )
+            )
+            from agentstore import Approval, ConversationEvent
+
+            await store.create_approval(
+                Approval(
+                    id="a",
+                    run_id="r",
+                    session_id="s",
+                    tool_name="Bash",
+                    tool_input={},
+                    created_at=at,
+                )
+            )
+            await store.add_conversation_event(
+                ConversationEvent(session_id="s", claude_session_id="c", created_at=at)
+            )
+            got = await store.get_session("s")
+            assert got.created_at == at and got.dangerously_skip_permissions_expires_at == at
+            assert (await store.get_approval("a")).created_at == at
+            assert (await store.get_conversation("c"))[0].created_at == at
+        with sqlite3.connect(db) as conn:
+            row = conn.execute(
+                "SELECT created_at, dangerously_skip_permissions_expires_at FROM sessions"
+            ).fetchone()
+            approval = conn.execute("SELECT created_at FROM approvals").fetchone()[0]
+            event = conn.execute("SELECT created_at FROM conversation_events").fetchone()[0]
+            # hld's own expiry test, as text against its local "now", one minute later:
+            hld_now = "2025-01-15 10:31:00.000000-08:00"
+            expired = conn.execute(
+                "SELECT COUNT(*) FROM sessions WHERE dangerously_skip_permissions_expires_at < ?",
+                (hld_now,),
+            ).fetchone()[0]
+        assert row == ("2025-01-15 10:30:00.123456-08:00",) * 2
+        assert approval == "2025-01-15 10:30:00.123456-08:00"
+        assert event == "2025-01-15 18:30:00.123456+00:00"
+        assert expired == 1
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -387,6 +387,17 @@ def test_agentstore_adopt_command_and_alembic_upgrade(hld_fixtures: Path, tmp_pa
     assert up.returncode == 0, up.stderr
     assert schema(other) == schema(hld_fixtures / "hld_v13_upgraded_by_go.db")
     assert list(tmp_path.glob("hld_v13.db.pre-agentstore-*.bak"))
+    # The models and the adopted file agree as well as with a file agentstore made.
+    check = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "check"],
+        env={**os.environ, "AGENTSTORE_DATABASE_URL": env_url},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "No new upgrade operations detected" in check.stdout
 
 
 async def test_mixed_offsets_in_legacy_rows_are_read_as_instants(

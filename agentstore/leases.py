@@ -89,7 +89,9 @@ class DriverLeases:
                 await driver.execute_fetchall("SELECT 1")
                 if driver.in_transaction:
                     await driver.rollback()
-            elif not driver.is_closed() and driver.is_in_transaction():
+            elif driver.is_closed():
+                raise ConnectionError("the server closed the connection")
+            elif driver.is_in_transaction():
                 await driver.execute("ROLLBACK")
         except Exception:
             # Unusable: the pool discards it (and a lease is made anew when next needed).

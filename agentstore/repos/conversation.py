@@ -2,195 +2,39 @@
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from functools import cache
-from itertools import chain
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentstore.errors import DuplicateError, InvalidValueError, NotFoundError
+from agentstore.errors import InvalidValueError, NotFoundError
 from agentstore.models import ApprovalStatus, ConversationEvent, EventType, Session
+from agentstore.repos._appends import (
+    APPEND,
+    APPEND_DRIVER,
+    INTEGRITY_ERRORS,
+    add_many_postgresql,
+    add_many_sqlite,
+    append_postgresql,
+    check_event,
+    encode_event,
+    lock_sequence,
+    next_sequence,
+    to_driver,
+    translate,
+)
 from agentstore.repos._base import Database, ModelQuery, build, build_all
-from agentstore.repos._driver import DRIVER_INTEGRITY_ERRORS, Driver, DriverStatement, bind
+from agentstore.repos._driver import DRIVER_INTEGRITY_ERRORS, Driver, DriverStatement
 from agentstore.repos._errors import integrity_kind
-from agentstore.types import format_timestamp
-from agentstore.validation import check_enum, check_row, require_id, sqlite_row_encoder
+from agentstore.validation import check_enum, require_id
 
 __all__ = ["ConversationRepo"]
 
 T = cast(sa.Table, ConversationEvent.__table__)
 S = cast(sa.Table, Session.__table__)
 _TOOL_CALL = EventType.TOOL_CALL.value
-
-
-_INTEGRITY_ERRORS: tuple[type[Exception], ...] = (IntegrityError, *DRIVER_INTEGRITY_ERRORS)
-_EVENT_TYPES = frozenset(EventType)
-_APPROVAL_STATUSES = frozenset(ApprovalStatus)
-
-
-def _check_event(event: ConversationEvent) -> dict[str, Any]:
-    """The event's column values (all but the id), checked; raises before anything is written."""
-    if not isinstance(event, ConversationEvent):
-        raise InvalidValueError(f"expected a ConversationEvent, got {type(event).__name__}")
-    values = check_row(event)
-    del values["id"]
-    require_id(values["session_id"], "ConversationEvent.session_id")
-    if values["event_type"] not in _EVENT_TYPES:
-        check_enum(EventType, values["event_type"], "event type")
-    if values["approval_status"] and values["approval_status"] not in _APPROVAL_STATUSES:
-        check_enum(ApprovalStatus, values["approval_status"], "approval status")
-    return values
-
-
-def lock_key(claude_session_id: str) -> int:
-    """The PostgreSQL advisory-lock key of a Claude session: a signed 64-bit hash of its id.
-
-    Computed here rather than by the server so that the hot path can send it inline with its
-    BEGIN (one round trip); every process and agentstore version derives the same key.
-    """
-    digest = hashlib.blake2b(claude_session_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
-def _lock_statement(claude_session_ids: Sequence[str]) -> str:
-    # Integers only (computed above), never caller text, go into this SQL.
-    keys = sorted({lock_key(key) for key in claude_session_ids})
-    return "; ".join(f"SELECT pg_advisory_xact_lock({key})" for key in keys)
-
-
-async def _lock_sequence(conn: AsyncConnection, claude_session_ids: Sequence[str]) -> None:
-    """Serialise appends to the same Claude sessions across connections and processes.
-
-    On SQLite the write transaction already holds the database's write lock (``BEGIN
-    IMMEDIATE``). On PostgreSQL a transaction-scoped advisory lock per Claude session does
-    it, taken in sorted order so that batches cannot deadlock.
-    """
-    if conn.dialect.name != "postgresql":
-        return
-    for key in sorted({lock_key(key) for key in claude_session_ids}):
-        await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-
-
-async def _next_sequence(conn: AsyncConnection, claude_session_id: str) -> int:
-    current = (
-        await conn.execute(
-            sa.select(sa.func.max(T.c.sequence)).where(T.c.claude_session_id == claude_session_id)
-        )
-    ).scalar()
-    return int(current or 0) + 1
-
-
-# Every column but the id, in table order: what an append writes.
-_WRITTEN = [c for c in T.columns if c.key != "id"]
-_WRITTEN_KEYS = [c.key for c in _WRITTEN]
-
-# One append is one statement: the next sequence is computed inside the INSERT, which on
-# SQLite takes the write lock before it reads, so no other writer — task, process or hld —
-# can slip in between (on PostgreSQL an advisory lock is taken first, see _lock_sequence).
-_APPEND = (
-    sa.insert(T)
-    .from_select(
-        _WRITTEN_KEYS,
-        sa.select(
-            *(
-                sa.func.coalesce(sa.func.max(T.c.sequence), 0) + 1
-                if c.key == "sequence"
-                else bind(c.key, c)
-                for c in _WRITTEN
-            )
-        ).where(T.c.claude_session_id == bind("claude_session_id", T.c.claude_session_id)),
-    )
-    .returning(T.c.id, T.c.sequence)
-)
-_APPEND_DRIVER = DriverStatement(_APPEND)
-_INSERT_DRIVER = DriverStatement(sa.insert(T).values({c.key: bind(c.key, c) for c in _WRITTEN}))
-_INSERT_SQLITE = _INSERT_DRIVER.on("sqlite")
-_LAST_SEQUENCES_PG = (
-    "SELECT claude_session_id, MAX(sequence) FROM conversation_events "
-    "WHERE claude_session_id = ANY($1::text[]) GROUP BY claude_session_id"
-)
-# asyncpg pipelines executemany; the new ids are then read back by their sequences (a
-# multi-row INSERT … RETURNING measured twice as slow here: PostgreSQL plans it every time).
-_IDS_PG = (
-    "SELECT sequence, id FROM conversation_events WHERE claude_session_id = $1 "
-    "AND sequence BETWEEN $2 AND $3"
-)
-
-
-# A batch goes in as INSERT … VALUES (…), (…), …: one statement binds every row in C, about
-# a third faster than executemany's bind-step-reset per row; up to 1,000 rows a statement,
-# fewer if this SQLite allows fewer parameters (999 before SQLite 3.32).
-def _rows_per_insert() -> int:
-    probe = sqlite3.connect(":memory:")
-    try:
-        limit = probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    finally:
-        probe.close()
-    return max(1, min(1000, limit // len(_INSERT_SQLITE.names)))
-
-
-_ROWS_PER_INSERT = _rows_per_insert()
-
-
-@cache
-def _multi_row_insert(rows: int) -> str:
-    """``_INSERT_SQLITE`` for ``rows`` rows (cached: SQLite's statement cache keeps each)."""
-    head, _, values = _INSERT_SQLITE.sql.partition(" VALUES ")
-    return f"{head} VALUES {', '.join([values] * rows)}"
-
-
-_ENCODE_ROW = sqlite_row_encoder(ConversationEvent, _INSERT_SQLITE.names)
-_AT = {name: i for i, name in enumerate(_INSERT_SQLITE.names)}
-_SEQUENCE_AT, _CLAUDE_AT = _AT["sequence"], _AT["claude_session_id"]
-_SESSION_AT, _TYPE_AT, _APPROVAL_AT = _AT["session_id"], _AT["event_type"], _AT["approval_status"]
-
-
-def _encode_event(event: ConversationEvent) -> list[Any]:
-    """The event as a row for the batch INSERT on SQLite, after every check _check_event makes."""
-    if event.__class__ is not ConversationEvent and not isinstance(event, ConversationEvent):
-        raise InvalidValueError(f"expected a ConversationEvent, got {type(event).__name__}")
-    row: list[Any] = _ENCODE_ROW(event)
-    if (
-        not row[_SESSION_AT]
-        or row[_TYPE_AT] not in _EVENT_TYPES
-        or (row[_APPROVAL_AT] and row[_APPROVAL_AT] not in _APPROVAL_STATUSES)
-    ):
-        _check_event(event)  # raises the precise error
-    return row
-
-
-def _to_driver(values: dict[str, Any], dialect: str) -> dict[str, Any]:
-    """Checked values as the driver binds them (what the column types do on the portable path)."""
-    values["event_type"] = str(values["event_type"])
-    if dialect == "sqlite":
-        values["created_at"] = format_timestamp(values["created_at"])
-        values["is_completed"] = 1 if values["is_completed"] else 0
-    return values
-
-
-async def _append_postgresql(
-    conn: Any, sql: str, args: tuple[Any, ...], claude_session_id: str
-) -> tuple[int, int]:
-    """One append on asyncpg: BEGIN and the lock in one round trip, the INSERT, COMMIT."""
-    await conn.execute(f"BEGIN; {_lock_statement([claude_session_id])}")
-    try:
-        row = await conn.fetchrow(sql, *args)
-    except BaseException:
-        await conn.execute("ROLLBACK")
-        raise
-    await conn.execute("COMMIT")
-    return int(row[0]), int(row[1])
-
-
-def _translate(exc: Exception, event: ConversationEvent) -> Exception:
-    if integrity_kind(exc) == "foreign_key":
-        return NotFoundError("session", event.session_id)
-    return DuplicateError("conversation event", (event.claude_session_id, event.sequence))
 
 
 class ConversationRepo:
@@ -206,30 +50,30 @@ class ConversationRepo:
         processes append at once. Raises :class:`NotFoundError` if the session does not
         exist and :class:`InvalidValueError` for bad values; nothing is written then.
         """
-        values = _check_event(event)
+        values = check_event(event)
         lease = self._db.driver()
         if lease is not None:
             async with lease as driver:
-                append = _APPEND_DRIVER.on(driver.dialect)
-                args = append.args(_to_driver(values, driver.dialect))
+                append = APPEND_DRIVER.on(driver.dialect)
+                args = append.args(to_driver(values, driver.dialect))
                 try:
                     if driver.dialect == "sqlite":
                         (new_id, sequence), *_ = await driver.conn.execute_fetchall(
                             append.sql, args
                         )
                     else:
-                        new_id, sequence = await _append_postgresql(
+                        new_id, sequence = await append_postgresql(
                             driver.conn, append.sql, args, event.claude_session_id
                         )
                 except DRIVER_INTEGRITY_ERRORS as exc:
-                    raise _translate(exc, event) from exc
+                    raise translate(exc, event) from exc
         else:
             async with self._db.writing() as conn:
-                await _lock_sequence(conn, [event.claude_session_id])
+                await lock_sequence(conn, [event.claude_session_id])
                 try:
-                    row = (await conn.execute(_APPEND, values)).one()
+                    row = (await conn.execute(APPEND, values)).one()
                 except IntegrityError as exc:
-                    raise _translate(exc, event) from exc
+                    raise translate(exc, event) from exc
             new_id, sequence = row
         event.sequence = int(sequence)
         event.id = int(new_id)
@@ -245,7 +89,7 @@ class ConversationRepo:
         on_sqlite_driver = lease is not None and self._db.dialect_name == "sqlite"
         # Every event is checked before anything is written.
         prepared: list[Any] = [
-            _encode_event(event) if on_sqlite_driver else _check_event(event) for event in batch
+            encode_event(event) if on_sqlite_driver else check_event(event) for event in batch
         ]
         if not batch:
             return batch
@@ -255,10 +99,10 @@ class ConversationRepo:
             else:
                 async with lease as driver:
                     if on_sqlite_driver:
-                        await self._add_many_sqlite(driver.conn, batch, prepared)
+                        await add_many_sqlite(driver.conn, batch, prepared)
                     else:
-                        await self._add_many_postgresql(driver.conn, batch, prepared)
-        except _INTEGRITY_ERRORS as exc:
+                        await add_many_postgresql(driver.conn, batch, prepared)
+        except INTEGRITY_ERRORS as exc:
             raise await self._translate_batch(exc, batch) from exc
         return batch
 
@@ -267,12 +111,12 @@ class ConversationRepo:
     ) -> None:
         """Through SQLAlchemy, in the caller's transaction (``store.transaction()``)."""
         async with self._db.writing() as conn:
-            await _lock_sequence(conn, [e.claude_session_id for e in batch])
+            await lock_sequence(conn, [e.claude_session_id for e in batch])
             next_of: dict[str, int] = {}
             for event, values in zip(batch, checked, strict=True):
                 key = event.claude_session_id
                 if key not in next_of:
-                    next_of[key] = await _next_sequence(conn, key)
+                    next_of[key] = await next_sequence(conn, key)
                 values["sequence"] = next_of[key]
                 next_of[key] += 1
             result = await conn.execute(
@@ -283,81 +127,6 @@ class ConversationRepo:
             event.sequence = values["sequence"]
             event.id = new_id
 
-    @staticmethod
-    async def _add_many_sqlite(
-        raw: Any, batch: list[ConversationEvent], rows: list[list[Any]]
-    ) -> None:
-        """The batch in one ``BEGIN IMMEDIATE`` transaction: four statements in all."""
-        await raw.execute_fetchall("BEGIN IMMEDIATE")
-        try:
-            keys = list(dict.fromkeys(row[_CLAUDE_AT] for row in rows))
-            marks = ", ".join("?" * len(keys))
-            # One query for the last sequence of each Claude session and for the last id
-            # ever given (AUTOINCREMENT's counter, which a deleted row does not lower).
-            found = await raw.execute_fetchall(
-                "SELECT NULL, MAX(COALESCE((SELECT seq FROM sqlite_sequence "  # noqa: S608
-                "WHERE name = 'conversation_events'), 0), "
-                "COALESCE((SELECT MAX(id) FROM conversation_events), 0)) "
-                "UNION ALL SELECT claude_session_id, MAX(sequence) FROM conversation_events "
-                f"WHERE claude_session_id IN ({marks}) GROUP BY claude_session_id",
-                keys,
-            )
-            last_id = int(found[0][1])
-            current = {key: value for key, value in found[1:]}
-            next_of = {key: int(current.get(key) or 0) + 1 for key in keys}
-            sequences = []
-            for row in rows:
-                key = row[_CLAUDE_AT]
-                row[_SEQUENCE_AT] = sequence = next_of[key]
-                next_of[key] = sequence + 1
-                sequences.append(sequence)
-            for start in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[start : start + _ROWS_PER_INSERT]
-                await raw.execute_fetchall(
-                    _multi_row_insert(len(chunk)), list(chain.from_iterable(chunk))
-                )
-            await raw.commit()
-        except BaseException:
-            await raw.rollback()
-            raise
-        # With the write lock held from the first read, AUTOINCREMENT gave the rows the ids
-        # right after the last one ever given, in order.
-        for new_id, (event, sequence) in enumerate(zip(batch, sequences, strict=True), last_id + 1):
-            # Straight into the instance: these are new, unsaved values of an object no ORM
-            # session tracks, and SQLAlchemy's attribute events would double the batch's cost.
-            state = event.__dict__
-            state["sequence"] = sequence
-            state["id"] = new_id
-
-    @staticmethod
-    async def _add_many_postgresql(
-        conn: Any, batch: list[ConversationEvent], checked: list[dict[str, Any]]
-    ) -> None:
-        """The batch in one transaction on asyncpg, under the Claude sessions' locks."""
-        insert = _INSERT_DRIVER.on("postgresql")
-        keys = sorted(dict.fromkeys(values["claude_session_id"] for values in checked))
-        async with conn.transaction():
-            await conn.execute(_lock_statement(keys))  # sorted: batches cannot deadlock
-            current = dict(await conn.fetch(_LAST_SEQUENCES_PG, keys))
-            next_of = {key: int(current.get(key) or 0) + 1 for key in keys}
-            rows = []
-            for values in checked:
-                key = values["claude_session_id"]
-                values["sequence"] = next_of[key]
-                next_of[key] += 1
-                rows.append(insert.args(_to_driver(values, "postgresql")))
-            # Without the dialect's implicit RETURNING id: executemany discards rows anyway.
-            await conn.executemany(insert.sql.partition(" RETURNING ")[0], rows)
-            ids: dict[tuple[str, int], int] = {}
-            for key in keys:
-                first = int(current.get(key) or 0) + 1
-                found = await conn.fetch(_IDS_PG, key, first, next_of[key] - 1)
-                ids.update({(key, int(r[0])): int(r[1]) for r in found})
-        for event, values in zip(batch, checked, strict=True):
-            state = event.__dict__  # as in _add_many_sqlite
-            state["sequence"] = values["sequence"]
-            state["id"] = ids[(values["claude_session_id"], values["sequence"])]
-
     async def _translate_batch(
         self, exc: Exception, batch: Sequence[ConversationEvent]
     ) -> Exception:
@@ -366,12 +135,12 @@ class ConversationRepo:
         Runs after the failed unit of work was rolled back, so it costs nothing on success.
         """
         if integrity_kind(exc) != "foreign_key":
-            return _translate(exc, batch[0])
+            return translate(exc, batch[0])
         wanted = list(dict.fromkeys(e.session_id for e in batch))
         async with self._db.reading() as conn:
             found = set((await conn.execute(sa.select(S.c.id).where(S.c.id.in_(wanted)))).scalars())
         missing = next((e for e in batch if e.session_id not in found), batch[0])
-        return _translate(exc, missing)
+        return translate(exc, missing)
 
     async def get_conversation(
         self,

@@ -171,7 +171,8 @@ def backup_file(conn: Connection, database: str) -> str:
     os.close(fd)
     # A second, plain connection: it reads the committed state (our transaction has not
     # written anything yet), consistently, even while hld itself is writing.
-    src = sqlite3.connect(f"file:{pathname2url(str(source))}?mode=ro", uri=True)
+    # file:// plus the escaped absolute path: correct for '#', '?', '%' and a leading '//'.
+    src = sqlite3.connect(f"file://{pathname2url(str(source))}?mode=ro", uri=True)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)

@@ -12,7 +12,8 @@ against a restarted server) and uses its asyncpg connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,9 +32,11 @@ class DriverLeases:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._limit = limit
-        self._count = 0
-        self._idle: asyncio.Queue[Any] | None = None  # made in the running loop
-        self._settling: set[asyncio.Task[None]] = set()
+        self._count = 0  # leases that exist and are not settling: idle or lent
+        self._idle: list[Any] = []
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @asynccontextmanager
     async def driver(self) -> AsyncIterator[Driver]:
@@ -42,7 +45,8 @@ class DriverLeases:
         A block that ends with an exception — a cancelled task above all — may leave work
         queued on the connection (aiosqlite finishes a statement whose caller was
         cancelled). Such a connection is not lent again until that work has drained and any
-        transaction it opened is rolled back; that settling runs in the background.
+        transaction it opened is rolled back; that settling runs in the background, and the
+        connection does not count against the limit meanwhile.
         """
         if self._limit <= 0:
             raw = await self._engine.raw_connection()
@@ -54,7 +58,7 @@ class DriverLeases:
                 if finished and self._is_clean(raw.driver_connection):
                     await greenlet_spawn(raw.close)
                 else:
-                    self._settle_later(raw, checked_out=True)
+                    self._in_background(self._settle(raw, leased=False))
             return
         lease = await self._take()
         finished = False
@@ -65,23 +69,21 @@ class DriverLeases:
             if finished and self._is_clean(lease.driver_connection):
                 self._give_back(lease)
             else:
-                self._settle_later(lease, checked_out=False)
+                self._count -= 1  # out of the lent set while it settles
+                self._wake()
+                self._in_background(self._settle(lease, leased=True))
 
     def _is_clean(self, driver: Any) -> bool:
         if self._dialect == "sqlite":
             return not driver.in_transaction
         return not driver.is_closed() and not driver.is_in_transaction()
 
-    def _settle_later(self, raw: Any, *, checked_out: bool) -> None:
-        if not checked_out:
-            # Out of the lent set while it settles (it may wait on another process's lock for
-            # the whole busy_timeout): the next call may lease a fresh connection meanwhile.
-            self._count -= 1
-        task = asyncio.ensure_future(self._settle(raw, checked_out=checked_out))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
-    async def _settle(self, raw: Any, *, checked_out: bool) -> None:
+    async def _settle(self, raw: Any, *, leased: bool) -> None:
         driver = raw.driver_connection
         try:
             if self._dialect == "sqlite":
@@ -93,39 +95,68 @@ class DriverLeases:
                 raise ConnectionError("the server closed the connection")
             elif driver.is_in_transaction():
                 await driver.execute("ROLLBACK")
+        except asyncio.CancelledError:  # the store's close() was itself cancelled
+            await asyncio.shield(greenlet_spawn(raw.invalidate))
+            raise
         except Exception:
-            # Unusable: the pool discards it (and a lease is made anew when next needed).
+            # Unusable: the pool discards it (a waiting call makes a fresh lease).
             await greenlet_spawn(raw.invalidate)
             return
-        if checked_out or self._count >= self._limit:
-            await greenlet_spawn(raw.close)  # back to the pool
-        else:
+        if self._closed:
+            await greenlet_spawn(raw.invalidate)  # the pool it came from is gone: close it
+        elif leased and self._count < self._limit:
             self._count += 1
             self._give_back(raw)
+        else:
+            await greenlet_spawn(raw.close)  # back to the pool
 
     def _give_back(self, lease: Any) -> None:
-        assert self._idle is not None
-        self._idle.put_nowait(lease)
+        if self._closed:  # returned after close(): its pool is gone, close it
+            self._count -= 1
+            self._in_background(greenlet_spawn(lease.invalidate))
+            return
+        self._idle.append(lease)
+        self._wake()
+
+    def _wake(self) -> None:
+        # One waiter may now take an idle lease or make a new one.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def _take(self) -> Any:
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-        if not self._idle.empty():
-            return self._idle.get_nowait()
-        if self._count < self._limit:
-            self._count += 1
+        while True:
+            if self._idle:
+                return self._idle.pop()
+            if self._count < self._limit:
+                self._count += 1
+                try:
+                    return await self._engine.raw_connection()
+                except BaseException:
+                    self._count -= 1
+                    self._wake()
+                    raise
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             try:
-                return await self._engine.raw_connection()
+                await waiter
             except BaseException:
-                self._count -= 1
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # woken, then cancelled: pass the turn on
                 raise
-        return await self._idle.get()
 
     async def close(self) -> None:
-        """Settle interrupted connections and return every lease to the pool."""
-        if self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
-        while self._idle is not None and not self._idle.empty():
-            lease = self._idle.get_nowait()
+        """Settle interrupted connections and return every lease to the pool.
+
+        Leases still lent (a call running while the store closes) go back to the pool, and
+        from there are closed, when their call ends.
+        """
+        self._closed = True
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+        while self._idle:
+            lease = self._idle.pop()
             self._count -= 1
             await greenlet_spawn(lease.close)

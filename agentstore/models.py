@@ -119,7 +119,16 @@ class Base(MappedAsDataclass, DeclarativeBase, kw_only=True, repr=False):
 
 # Secrets (proxy_api_key; MCP env and headers, which carry tokens) and large texts.
 _REPR_HIDDEN: Final = frozenset(
-    {"proxy_api_key", "env_json", "content", "editor_state", "event_json", "tool_input"}
+    {
+        "proxy_api_key",
+        "env_json",
+        "args_json",
+        "content",
+        "editor_state",
+        "event_json",
+        "tool_input",
+        "tool_input_json",
+    }
 )
 
 

@@ -454,6 +454,6 @@ def _prepare_schema(connection: Connection, migrate: bool, backup: bool) -> None
             f"{where} is at revision {state.revision!r}, not {head!r}; open with migrate=True "
             "or run `alembic upgrade head`. Nothing was changed."
         )
-    migrations.ensure_wal(connection)
     # An hld database is adopted on the way (agentstore.adopt, from the migration environment).
     migrations.upgrade(connection, "head", backup=backup)
+    migrations.ensure_wal(connection)  # only once nothing can be refused any more

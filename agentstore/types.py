@@ -130,7 +130,16 @@ def format_local_timestamp(value: datetime) -> str:
     """
     if value.tzinfo is None:
         raise ValueError("naive datetime: agentstore stores aware datetimes only")
-    return value.astimezone().isoformat(sep=" ", timespec="microseconds")
+    try:
+        local = value.astimezone()
+    except (OverflowError, ValueError):  # near year 1 or 9999
+        return format_timestamp(value)
+    offset = local.utcoffset()
+    if offset is None or offset.seconds % 60 or offset.microseconds:
+        # Historic offsets with seconds (-00:44:30) are text neither SQLite nor go-sqlite3
+        # can read as a time: use UTC then.
+        return format_timestamp(value)
+    return local.isoformat(sep=" ", timespec="microseconds")
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -145,7 +154,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
     impl = sa.DateTime(timezone=True)
     cache_ok = True
 
-    def __init__(self, declared: str = "TIMESTAMP", *, local: bool = False) -> None:
+    # ``local`` is positional-or-keyword so that it is part of SQLAlchemy's cache key.
+    def __init__(self, declared: str = "TIMESTAMP", local: bool = False) -> None:
         super().__init__()
         self.declared = declared
         self.local = local

@@ -384,3 +384,45 @@ async def test_cancelled_calls_never_undo_a_later_acknowledged_append(tmp_path: 
         assert sequences == list(range(1, len(sequences) + 1))  # unique and gap-free
     finally:
         await store.close()
+
+
+async def test_a_call_waiting_for_a_connection_gets_one_when_busy_ones_are_interrupted(
+    tmp_path: Path,
+) -> None:
+    # Both lent connections are stuck behind another process's write lock and a read waits
+    # for one; when the stuck calls are cancelled, the waiting read must get a connection
+    # (a fresh one) at once, not after the busy_timeout, and close() must leave nothing open.
+    import sqlite3
+    import threading
+
+    path = tmp_path / "agent.db"
+    threads_before = threading.active_count()
+    store = await Store.open(path)
+    await store.create_session(Session(id="s1", run_id="r1", query="q", claude_session_id="c1"))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        stuck = [
+            asyncio.create_task(
+                store.add_conversation_event(
+                    ConversationEvent(session_id="s1", claude_session_id="c1", content="x")
+                )
+            )
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.1)
+        read = asyncio.create_task(store.get_session_conversation("s1"))
+        await asyncio.sleep(0.1)
+        assert not read.done()
+        for task in stuck:
+            task.cancel()
+        assert await asyncio.wait_for(read, 5) == []
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        await store.close()
+    for _ in range(50):  # the interrupted connections settle, then close
+        if threading.active_count() <= threads_before:
+            break
+        await asyncio.sleep(0.1)
+    assert threading.active_count() <= threads_before

@@ -411,3 +411,37 @@ async def test_times_hld_writes_in_local_time_are_written_in_local_time(
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_historic_offsets_with_seconds_are_written_in_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Liberia kept local mean time (-00:44:30) until 1972: text with that offset is readable
+    # neither by SQLite's date functions nor by go-sqlite3, so such times are written in UTC.
+    import time
+
+    from agentstore.types import format_local_timestamp
+
+    monkeypatch.setenv("TZ", "Africa/Monrovia")
+    time.tzset()
+    try:
+        old = datetime(1971, 6, 1, 12, 0, tzinfo=UTC)
+        text = format_local_timestamp(old)
+        assert text == "1971-06-01 12:00:00.000000+00:00"
+        assert parse_timestamp(text) == old
+        assert format_local_timestamp(datetime(1, 1, 1, tzinfo=UTC)).endswith("+00:00")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+async def test_a_refused_newer_hld_file_keeps_its_journal_mode(
+    tmp_path: Path, hld_fixtures: Path
+) -> None:
+    db = tmp_path / "daemon.db"
+    shutil.copy(hld_fixtures / "hld_v22_empty.db", db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute("INSERT INTO schema_version (version, description) VALUES (23, 'newer hld')")
+    before = db.read_bytes()
+    with pytest.raises(SchemaTooNewError):
+        await Store.open(db)
+    assert db.read_bytes() == before

@@ -12,6 +12,7 @@ would otherwise cascade — and ``PRAGMA foreign_key_check`` must come back clea
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,18 +230,23 @@ def inspect_state(connection: Connection) -> DatabaseState:
     return DatabaseState("foreign")
 
 
+@cache
+def _scripts() -> ScriptDirectory:
+    # The revisions this code ships; read once, not at every Store.open.
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
     """The newest revision this code knows."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
 
 
 def is_known_revision(revision: str) -> bool:
     """Whether ``revision`` is one of this code's revisions."""
-    script = ScriptDirectory.from_config(alembic_config())
     try:
-        return script.get_revision(revision) is not None
+        return _scripts().get_revision(revision) is not None
     except Exception:
         return False
 

@@ -30,7 +30,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 @cache
-def _spec(cls: type[Base]) -> _Spec:
+def columns_of(cls: type[Base]) -> _Spec:
+    """The (attribute, kind, nullable) spec of ``cls``'s columns."""
     annotations: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         annotations.update(getattr(klass, "__annotations__", {}))
@@ -131,7 +132,7 @@ def sqlite_row_encoder(cls: type[Base], keys: tuple[str, ...]) -> Any:
 def _generate(cls: type[Base], sqlite_keys: tuple[str, ...] | None) -> Any:
     defaults: dict[str, Any] = {}
     lines = ["def check(obj):", "    d = obj.__dict__"]
-    for index, (name, kind, nullable) in enumerate(_spec(cls)):
+    for index, (name, kind, nullable) in enumerate(columns_of(cls)):
         column = cls.__table__.columns[name]
         default = column.default.arg if column.default is not None else None
         if callable(default):
@@ -145,10 +146,10 @@ def _generate(cls: type[Base], sqlite_keys: tuple[str, ...] | None) -> Any:
         lines.append(f"    if not ({test}):")
         lines.append(f"        _check({cls.__name__!r}, {name!r}, {kind!r}, {nullable!r}, {v})")
     if sqlite_keys is None:
-        fields = ", ".join(f"{name!r}: v{i}" for i, (name, _, _) in enumerate(_spec(cls)))
+        fields = ", ".join(f"{name!r}: v{i}" for i, (name, _, _) in enumerate(columns_of(cls)))
         lines.append(f"    return {{{fields}}}")
     else:
-        position = {name: (i, kind) for i, (name, kind, _) in enumerate(_spec(cls))}
+        position = {name: (i, kind) for i, (name, kind, _) in enumerate(columns_of(cls))}
         encoded = []
         for key in sqlite_keys:
             i, kind = position[key]
@@ -190,8 +191,3 @@ def require_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidValueError(f"{what} must be a non-empty string, got {value!r}")
     return value
-
-
-def columns_of(cls: type[Base]) -> _Spec:
-    """The (attribute, kind, nullable) spec of ``cls``'s columns."""
-    return _spec(cls)

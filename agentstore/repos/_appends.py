@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from itertools import chain
 from typing import Any, cast
@@ -61,10 +62,16 @@ def lock_key(claude_session_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _lock_statement(claude_session_ids: Sequence[str]) -> str:
+def _lock_keys(claude_session_ids: Iterable[str]) -> list[int]:
+    # In sorted order, so that two batches cannot deadlock.
+    return sorted({lock_key(key) for key in claude_session_ids})
+
+
+def _lock_statement(claude_session_ids: Iterable[str]) -> str:
     # Integers only (computed above), never caller text, go into this SQL.
-    keys = sorted({lock_key(key) for key in claude_session_ids})
-    return "; ".join(f"SELECT pg_advisory_xact_lock({key})" for key in keys)
+    return "; ".join(
+        f"SELECT pg_advisory_xact_lock({key})" for key in _lock_keys(claude_session_ids)
+    )
 
 
 async def lock_sequence(conn: AsyncConnection, claude_session_ids: Sequence[str]) -> None:
@@ -76,17 +83,31 @@ async def lock_sequence(conn: AsyncConnection, claude_session_ids: Sequence[str]
     """
     if conn.dialect.name != "postgresql":
         return
-    for key in sorted({lock_key(key) for key in claude_session_ids}):
+    for key in _lock_keys(claude_session_ids):
         await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
-async def next_sequence(conn: AsyncConnection, claude_session_id: str) -> int:
-    current = (
-        await conn.execute(
-            sa.select(sa.func.max(T.c.sequence)).where(T.c.claude_session_id == claude_session_id)
-        )
-    ).scalar()
-    return int(current or 0) + 1
+async def last_sequences(
+    conn: AsyncConnection, claude_session_ids: Sequence[str]
+) -> dict[str, int]:
+    """The last sequence of each of these Claude sessions that has events."""
+    rows = await conn.execute(
+        sa.select(T.c.claude_session_id, sa.func.max(T.c.sequence))
+        .where(T.c.claude_session_id.in_(claude_session_ids))
+        .group_by(T.c.claude_session_id)
+    )
+    return {key: int(last) for key, last in rows}
+
+
+def number(claude_session_ids: Iterable[str], last: Mapping[str, Any]) -> list[int]:
+    """Contiguous sequences for a batch, in its order, after each Claude session's last one."""
+    next_of: dict[str, int] = {}
+    sequences = []
+    for key in claude_session_ids:
+        sequence = next_of[key] if key in next_of else int(last.get(key) or 0) + 1
+        next_of[key] = sequence + 1
+        sequences.append(sequence)
+    return sequences
 
 
 # Every column but the id, in table order: what an append writes.
@@ -214,14 +235,9 @@ async def add_many_sqlite(raw: Any, batch: list[ConversationEvent], rows: list[l
             keys,
         )
         last_id = int(found[0][1])
-        current = {key: value for key, value in found[1:]}
-        next_of = {key: int(current.get(key) or 0) + 1 for key in keys}
-        sequences = []
-        for row in rows:
-            key = row[_CLAUDE_AT]
-            row[_SEQUENCE_AT] = sequence = next_of[key]
-            next_of[key] = sequence + 1
-            sequences.append(sequence)
+        sequences = number((row[_CLAUDE_AT] for row in rows), dict(found[1:]))
+        for row, sequence in zip(rows, sequences, strict=True):
+            row[_SEQUENCE_AT] = sequence
         for start in range(0, len(rows), _ROWS_PER_INSERT):
             chunk = rows[start : start + _ROWS_PER_INSERT]
             await raw.execute_fetchall(
@@ -246,23 +262,21 @@ async def add_many_postgresql(
 ) -> None:
     """The batch in one transaction on asyncpg, under the Claude sessions' locks."""
     insert = _INSERT_DRIVER.on("postgresql")
-    keys = sorted(dict.fromkeys(values["claude_session_id"] for values in checked))
+    keys = list(dict.fromkeys(values["claude_session_id"] for values in checked))
     async with conn.transaction():
-        await conn.execute(_lock_statement(keys))  # sorted: batches cannot deadlock
+        await conn.execute(_lock_statement(keys))
         current = dict(await conn.fetch(_LAST_SEQUENCES_PG, keys))
-        next_of = {key: int(current.get(key) or 0) + 1 for key in keys}
+        sequences = number((values["claude_session_id"] for values in checked), current)
         rows = []
-        for values in checked:
-            key = values["claude_session_id"]
-            values["sequence"] = next_of[key]
-            next_of[key] += 1
+        for values, sequence in zip(checked, sequences, strict=True):
+            values["sequence"] = sequence
             rows.append(insert.args(to_driver(values, "postgresql")))
         # Without the dialect's implicit RETURNING id: executemany discards rows anyway.
         await conn.executemany(insert.sql.partition(" RETURNING ")[0], rows)
         ids: dict[tuple[str, int], int] = {}
-        for key in keys:
+        for key, count in Counter(values["claude_session_id"] for values in checked).items():
             first = int(current.get(key) or 0) + 1
-            found = await conn.fetch(_IDS_PG, key, first, next_of[key] - 1)
+            found = await conn.fetch(_IDS_PG, key, first, first + count - 1)
             ids.update({(key, int(r[0])): int(r[1]) for r in found})
     for event, values in zip(batch, checked, strict=True):
         state = event.__dict__  # as in add_many_sqlite

@@ -45,30 +45,14 @@ def build(cls: type[M], values: Mapping[Any, Any]) -> M:
 
     Every attribute is filled, so reading one never touches the database.
     """
-    obj: M = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
-    obj.__dict__.update(values)
+    obj: M = object.__new__(cls)  # SQLAlchemy's state is attached lazily (Base.__getattr__)
+    obj.__dict__ = dict(values)
     return obj
 
 
 def build_all(cls: type[M], rows: Iterable[sa.Row[Any]]) -> list[M]:
     """:func:`build` for every row of a result."""
-    new = cls._sa_class_manager.new_instance  # type: ignore[attr-defined]
-    out: list[M] = []
-    for row in rows:
-        obj = new()
-        obj.__dict__.update(row._mapping)
-        out.append(obj)
-    return out
-
-
-def values_of(obj: Base, *, skip: Iterable[str] = ()) -> dict[str, Any]:
-    """The column values of a model instance, by column name, checked (see check_row)."""
-    from agentstore.validation import check_row
-
-    values = check_row(obj)
-    for key in skip:
-        del values[key]
-    return values
+    return [build(cls, row._mapping) for row in rows]
 
 
 # --- building values straight from driver rows ----------------------------------------------

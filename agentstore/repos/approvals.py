@@ -15,7 +15,7 @@ from agentstore.errors import (
     NotFoundError,
 )
 from agentstore.models import Approval, ApprovalStatus
-from agentstore.repos._base import Database, build, build_all, values_of
+from agentstore.repos._base import Database, build, build_all
 from agentstore.repos._errors import integrity_kind
 from agentstore.types import instant, utcnow
 from agentstore.validation import check_enum, check_row, require_id
@@ -50,9 +50,8 @@ class ApprovalRepo:
         """
         require_id(approval.id, "Approval.id")
         require_id(approval.session_id, "Approval.session_id")
-        check_row(approval)
-        approval.status = _status(approval.status, _STORABLE)
-        values = values_of(approval)
+        values = check_row(approval)
+        values["status"] = approval.status = _status(approval.status, _STORABLE)
         if values["tool_input"] is None and self._db.dialect_name == "postgresql":
             # The column is NOT NULL (hld's schema): store JSON ``null``, not SQL NULL, as
             # SQLite does; it reads back as None on both backends.

@@ -20,8 +20,9 @@ from agentstore.repos._appends import (
     append_postgresql,
     check_event,
     encode_event,
+    last_sequences,
     lock_sequence,
-    next_sequence,
+    number,
     to_driver,
     translate,
 )
@@ -110,15 +111,12 @@ class ConversationRepo:
         self, batch: list[ConversationEvent], checked: list[dict[str, Any]]
     ) -> None:
         """Through SQLAlchemy, in the caller's transaction (``store.transaction()``)."""
+        keys = [values["claude_session_id"] for values in checked]
         async with self._db.writing() as conn:
-            await lock_sequence(conn, [e.claude_session_id for e in batch])
-            next_of: dict[str, int] = {}
-            for event, values in zip(batch, checked, strict=True):
-                key = event.claude_session_id
-                if key not in next_of:
-                    next_of[key] = await next_sequence(conn, key)
-                values["sequence"] = next_of[key]
-                next_of[key] += 1
+            await lock_sequence(conn, keys)
+            last = await last_sequences(conn, list(dict.fromkeys(keys)))
+            for values, sequence in zip(checked, number(keys, last), strict=True):
+                values["sequence"] = sequence
             result = await conn.execute(
                 sa.insert(T).returning(T.c.id, sort_by_parameter_order=True), checked
             )

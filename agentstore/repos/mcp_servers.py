@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agentstore.errors import InvalidValueError, NotFoundError
 from agentstore.models import MCPServer
-from agentstore.repos._base import Database, build_all, values_of
+from agentstore.repos._base import Database, build_all
 from agentstore.validation import check_row, require_id
 
 __all__ = ["MCPServerRepo"]
@@ -32,18 +32,21 @@ class MCPServerRepo:
         """
         require_id(session_id, "session_id")
         batch = list(servers)
+        rows = []
         for server in batch:
             if not isinstance(server, MCPServer):
                 raise InvalidValueError(f"expected MCPServer, got {type(server).__name__}")
             server.session_id = session_id
-            check_row(server)
+            values = check_row(server)
+            del values["id"]
+            rows.append(values)
         if not batch:
             return batch
         async with self._db.writing() as conn:
             try:
                 result = await conn.execute(
                     sa.insert(T).returning(T.c.id, sort_by_parameter_order=True),
-                    [values_of(s, skip=("id",)) for s in batch],
+                    rows,
                 )
             except IntegrityError as exc:
                 raise NotFoundError("session", session_id) from exc

@@ -23,7 +23,7 @@ from agentstore.models import (
     SessionStatus,
     SessionUpdate,
 )
-from agentstore.repos._base import Database, ModelQuery, build_all, values_of
+from agentstore.repos._base import Database, ModelQuery, build_all
 from agentstore.types import instant, instant_key, utcnow
 from agentstore.validation import check_enum, check_row, check_value, columns_of, require_id
 
@@ -62,11 +62,13 @@ class SessionRepo:
         """
         require_id(session.id, "Session.id")
         require_id(session.run_id, "Session.run_id")
-        check_row(session)
-        session.status = check_enum(SessionStatus, session.status, "session status")
+        values = check_row(session)
+        values["status"] = session.status = check_enum(
+            SessionStatus, session.status, "session status"
+        )
         async with self._db.writing() as conn:
             try:
-                await conn.execute(sa.insert(T), values_of(session))
+                await conn.execute(sa.insert(T), values)
             except IntegrityError as exc:
                 raise DuplicateError("session", session.id) from exc
         return session

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from agentstore.errors import NotFoundError
 from agentstore.models import FileSnapshot
-from agentstore.repos._base import Database, build_all, values_of
+from agentstore.repos._base import Database, build_all
 from agentstore.types import instant
 from agentstore.validation import check_row, require_id
 
@@ -30,12 +30,11 @@ class SnapshotRepo:
         Raises :class:`NotFoundError` if the session does not exist.
         """
         require_id(snapshot.session_id, "FileSnapshot.session_id")
-        check_row(snapshot)
+        values = check_row(snapshot)
+        del values["id"]
         async with self._db.writing() as conn:
             try:
-                result = await conn.execute(
-                    sa.insert(T).returning(T.c.id), values_of(snapshot, skip=("id",))
-                )
+                result = await conn.execute(sa.insert(T).returning(T.c.id), values)
             except IntegrityError as exc:
                 raise NotFoundError("session", snapshot.session_id) from exc
             snapshot.id = int(result.scalar_one())

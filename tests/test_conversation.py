@@ -411,6 +411,34 @@ async def test_get_conversation_refuses_a_negative_limit(store: Store) -> None:
         await store.get_conversation("c1", limit=-1)
 
 
+async def test_get_conversation_gives_the_stored_claude_id_on_every_path(store: Store) -> None:
+    # The fast path does not read claude_session_id back per row: it must still be the
+    # stored value, a plain str, also when asked with a str subclass (a StrEnum, say).
+    class ClaudeId(str):
+        pass
+
+    await _ten_events(store)
+    asked = ClaudeId("c1")
+    for got in (
+        await store.get_conversation(asked),
+        await store.get_conversation(asked, limit=2),
+    ):
+        assert got and all(type(e.claude_session_id) is str for e in got)
+        assert {e.claude_session_id for e in got} == {"c1"}
+    async with store.transaction() as tx:
+        inside = await tx.conversations.get_conversation("c1")
+    assert [e.__dict__ for e in inside] == [e.__dict__ for e in await store.get_conversation("c1")]
+
+
+@pytest.mark.parametrize("bad", [1, None, b"c1"])
+async def test_get_conversation_refuses_a_claude_id_that_is_not_text(
+    store: Store, bad: object
+) -> None:
+    await _ten_events(store)
+    with pytest.raises(InvalidValueError, match="claude_session_id"):
+        await store.get_conversation(bad)  # type: ignore[arg-type]
+
+
 # --- get_session_conversation -------------------------------------------------------------
 
 

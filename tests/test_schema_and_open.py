@@ -390,6 +390,9 @@ async def test_times_hld_writes_in_local_time_are_written_in_local_time(
             )
             got = await store.get_session("s")
             assert got.created_at == at and got.dangerously_skip_permissions_expires_at == at
+            assert got.created_at.tzinfo is UTC  # read back in UTC, not in the stored offset
+            listed = (await store.list_sessions())[0]
+            assert listed.last_activity_at == at and listed.last_activity_at.tzinfo is UTC
             assert (await store.get_approval("a")).created_at == at
             assert (await store.get_conversation("c"))[0].created_at == at
         with sqlite3.connect(db) as conn:

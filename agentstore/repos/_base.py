@@ -9,7 +9,7 @@ several calls commit or roll back together.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -94,13 +94,13 @@ def _converter_source(column: sa.ColumnElement[Any], var: str, dialect: str) -> 
             f"            except ValueError:\n"
             f"                {var} = _ts({var})\n"
             f"            else:\n"
-            f"                {var} = t if t.tzinfo is _UTC else _ts({var})\n"
+            f"                {var} = t if t.tzinfo is _UTC else _to_utc(t)\n"
             f"        elif {var} is not None:\n"
             f"            {var} = _ts({var})\n"
         )
         return statements, var
     if isinstance(type_, Flag):
-        return "", f"bool({var})"
+        return "", f"(True if {var} else False)"  # bool() without the call
     if isinstance(type_, sa.Boolean):
         return "", f"(None if {var} is None else {var} == 1)"
     if isinstance(type_, JSONValue):
@@ -109,13 +109,17 @@ def _converter_source(column: sa.ColumnElement[Any], var: str, dialect: str) -> 
 
 
 def row_builder(
-    cls: type[M], columns: Iterable[sa.ColumnElement[Any]], dialect: str = "sqlite"
+    cls: type[M],
+    columns: Iterable[sa.ColumnElement[Any]],
+    dialect: str = "sqlite",
+    known: Sequence[str] = (),
 ) -> Any:
-    """A fast function ``rows -> list[cls]`` for driver rows of ``driver_columns(columns)``.
+    """A fast function ``(rows, *known_values) -> list[cls]`` for driver rows.
 
-    It does in one generated loop what SQLAlchemy's result processing and ORM loading would
-    do per value: 0/1 to bool, timestamp text to aware UTC datetimes, JSON text to values —
-    and nothing else.
+    The rows hold ``driver_columns(columns)`` minus the columns named in ``known``, whose
+    values the caller passes in (the same for every row). It does in one generated loop what
+    SQLAlchemy's result processing and ORM loading would do per value: 0/1 to bool,
+    timestamp text to aware UTC datetimes, JSON text to values — and nothing else.
     """
     import json
     from datetime import UTC, datetime
@@ -124,13 +128,18 @@ def row_builder(
 
     cols = list(columns)
     names = [f"v{i}" for i in range(len(cols))]
-    converted = [_converter_source(c, n, dialect) for c, n in zip(cols, names, strict=True)]
+    converted = [
+        ("", name) if c.key in known else _converter_source(c, name, dialect)
+        for c, name in zip(cols, names, strict=True)
+    ]
     fields = ", ".join(f"{c.key!r}: {expr}" for c, (_, expr) in zip(cols, converted, strict=True))
+    read = [name for c, name in zip(cols, names, strict=True) if c.key not in known]
+    given = [names[[c.key for c in cols].index(key)] for key in known]
     source = (
-        "def build(rows):\n"
+        f"def build(rows, {''.join(f'{name}, ' for name in given)}):\n"
         "    out = []\n"
         "    append = out.append\n"
-        f"    for ({', '.join(names)},) in rows:\n"
+        f"    for ({', '.join(read)},) in rows:\n"
         + "".join(statements for statements, _ in converted)
         + "        obj = _new(_cls)\n"
         f"        obj.__dict__ = {{{fields}}}\n"
@@ -143,6 +152,8 @@ def row_builder(
         "_ts": read_timestamp,
         "_fromiso": datetime.fromisoformat,
         "_UTC": UTC,
+        # Local-time text (a session's times) parsed once, then moved to UTC.
+        "_to_utc": lambda t: t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC),
         "_json": lambda v: None if v is None or v == "" else json.loads(v),
     }
     where = f"<agentstore row builder for {cls.__name__} on {dialect}>"
@@ -153,25 +164,39 @@ def row_builder(
 class ModelQuery(Generic[M]):
     """A SELECT of whole ``cls`` rows, defined once and run on the fastest path available.
 
-    On SQLite outside a transaction it runs on the driver's own connection and builds the
-    models straight from the rows (:mod:`agentstore.repos._sqlite`); elsewhere through
+    Outside a transaction it runs on the driver's own connection and builds the models
+    straight from the rows (:mod:`agentstore.repos._driver`); inside one, through
     SQLAlchemy. Parameters are named ``sa.bindparam``\\ s, given as a dict at run time.
+
+    ``known`` names columns the WHERE clause pins to a parameter of the same name with
+    ``=`` (``claude_session_id = :claude_session_id``): every row holds that value, so the
+    driver path does not read it back per row but puts the parameter itself in each model.
+    The caller must pass such a parameter as a ``str``, the column's own type, so that the
+    value compared equal is the value stored.
     """
 
-    def __init__(self, cls: type[M], statement: sa.Select[Any]) -> None:
+    def __init__(self, cls: type[M], statement: sa.Select[Any], known: Sequence[str] = ()) -> None:
         self.cls = cls
         self.statement = statement
+        self.known = tuple(known)
         self._columns = list(statement.selected_columns)
-        self.driver = DriverStatement(statement.with_only_columns(*driver_columns(self._columns)))
+        read = [c for c in self._columns if c.key not in self.known]
+        self.driver = DriverStatement(statement.with_only_columns(*driver_columns(read)))
         self._builders: dict[str, Any] = {}
 
-    def build(self, dialect: str, rows: list[Any]) -> list[M]:
-        """Models from the driver's rows of this statement."""
+    def build(self, dialect: str, rows: list[Any], values: dict[str, Any]) -> list[M]:
+        """Models from the driver's rows of this statement run with ``values``."""
         builder = self._builders.get(dialect)
         if builder is None:
-            builder = self._builders[dialect] = row_builder(self.cls, self._columns, dialect)
-        built: list[M] = builder(rows)
+            builder = self._builders[dialect] = row_builder(
+                self.cls, self._columns, dialect, self.known
+            )
+        built: list[M] = builder(rows, *[values[key] for key in self.known])
         return built
+
+    async def fetch(self, driver: Driver, values: dict[str, Any]) -> list[M]:
+        """Every matching row as a detached model, read on ``driver``'s connection."""
+        return self.build(driver.dialect, await self.driver.fetch(driver, values), values)
 
     async def all(self, db: Database, values: dict[str, Any]) -> list[M]:
         """Every matching row as a detached model, in the statement's order."""
@@ -179,7 +204,7 @@ class ModelQuery(Generic[M]):
         if lease is not None:
             async with lease as driver:
                 rows = await self.driver.fetch(driver, values)
-            return self.build(driver.dialect, rows)
+            return self.build(driver.dialect, rows, values)
         async with db.reading() as conn:
             return build_all(self.cls, await conn.execute(self.statement, values))
 

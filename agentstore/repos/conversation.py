@@ -156,6 +156,11 @@ class ConversationRepo:
         """
         if limit is not None and limit < 0:
             raise InvalidValueError(f"limit must be >= 0, got {limit}")
+        if not isinstance(claude_session_id, str):
+            raise InvalidValueError(
+                f"claude_session_id must be a str, got {type(claude_session_id).__name__}"
+            )
+        claude_session_id = str.__str__(claude_session_id)  # a plain str, as stored
         query = _conversation_query(
             after_sequence is not None, before_sequence is not None, limit is not None
         )
@@ -198,15 +203,15 @@ class ConversationRepo:
                     try:
                         await conn.execute_fetchall("BEGIN")
                         chain = await _walk_chain(session_id, parent_of)
-                        rows = await _chain_rows(driver, chain)
+                        events = await _chain_events(driver, chain)
                     finally:
                         if conn.in_transaction:
                             await conn.execute_fetchall("COMMIT")
                 else:
                     async with conn.transaction(isolation="repeatable_read", readonly=True):
                         chain = await _walk_chain(session_id, parent_of)
-                        rows = await _chain_rows(driver, chain)
-            return _chain_query(len(chain)).build(driver.dialect, rows) if chain else []
+                        events = await _chain_events(driver, chain)
+            return events
         async with self._db.reading() as conn:
 
             async def parent_of_sa(current: str) -> tuple[str, str] | None:
@@ -367,7 +372,8 @@ def _conversation_query(after: bool, before: bool, limit: bool) -> ModelQuery[Co
         stmt = stmt.limit(sa.bindparam("limit"))
     else:
         stmt = stmt.order_by(T.c.sequence, T.c.id)
-    return ModelQuery(ConversationEvent, stmt)
+    # Every row's claude_session_id is the parameter: not read back per row.
+    return ModelQuery(ConversationEvent, stmt, known=("claude_session_id",))
 
 
 _PARENT = DriverStatement(
@@ -407,10 +413,10 @@ def _chain_values(chain: list[str]) -> dict[str, str]:
     return {f"c{i}": claude_id for i, claude_id in enumerate(chain)}
 
 
-async def _chain_rows(driver: Driver, chain: list[str]) -> list[Any]:
+async def _chain_events(driver: Driver, chain: list[str]) -> list[ConversationEvent]:
     if not chain:
         return []
-    return await _chain_query(len(chain)).driver.fetch(driver, _chain_values(chain))
+    return await _chain_query(len(chain)).fetch(driver, _chain_values(chain))
 
 
 @cache

@@ -1,17 +1,25 @@
 """Driver connections from the engine's pool for the hot paths.
 
-On SQLite, checking a connection out of SQLAlchemy's pool and back in costs two trips
-through its async adapter per call — a fifth of a whole append on this machine. The store
-therefore keeps a few of its pool's connections checked out (leased) and hands their
-aiosqlite connection to one call at a time: still one engine and one pool per store, no
-connection shared by two tasks at once, and every lease goes back to the pool when the store
-closes. On PostgreSQL each call checks a connection out (so the pool's pre-ping still guards
-against a restarted server) and uses its asyncpg connection.
+Checking a connection out of SQLAlchemy's pool and back in costs trips through its async
+adapter per call — on SQLite a fifth of a whole append, on PostgreSQL more than a third
+(with the pre-ping round trip). The store therefore keeps a few of its pool's connections
+checked out (leased) and hands their driver connection to one call at a time: still one
+engine and one pool per store, no connection shared by two tasks at once, and every lease
+goes back to the pool when the store closes.
+
+On SQLite a call waits for a free lease (writes are serialised by SQLite anyway). On
+PostgreSQL, where calls run in parallel, a call that finds every lease busy checks a
+connection out of the pool for itself instead of waiting; and a lease is only reused while
+it is warm: one idle for more than ``idle_limit`` seconds goes back to the pool and the
+next call checks out afresh, so the pool's pre-ping and recycling still guard against a
+restarted server or a dropped idle connection. A lease whose socket the server has closed
+(a restart, ``pg_terminate_backend``) is discarded before it is lent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -26,14 +34,28 @@ __all__ = ["DriverLeases"]
 
 
 class DriverLeases:
-    """At most ``limit`` pooled connections, lent to one call at a time (0: per call)."""
+    """At most ``limit`` pooled connections, lent to one call at a time (0: per call).
 
-    def __init__(self, engine: AsyncEngine, limit: int) -> None:
+    ``overflow``: when every lease is lent, a call checks out a connection of its own
+    instead of waiting. ``idle_limit``: a lease idle longer than this many seconds is given
+    back to the pool rather than lent (None: kept however long it idles).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        limit: int,
+        *,
+        overflow: bool = False,
+        idle_limit: float | None = None,
+    ) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
         self._limit = limit
+        self._overflow = overflow
+        self._idle_limit = idle_limit
         self._count = 0  # leases that exist and are not settling: idle or lent
-        self._idle: list[Any] = []
+        self._idle: list[tuple[Any, float]] = []  # (lease, when it was given back)
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -48,7 +70,7 @@ class DriverLeases:
         transaction it opened is rolled back; that settling runs in the background, and the
         connection does not count against the limit meanwhile.
         """
-        if self._limit <= 0:
+        if self._limit <= 0 or (self._overflow and not self._idle and self._count >= self._limit):
             raw = await self._engine.raw_connection()
             finished = False
             try:
@@ -115,7 +137,7 @@ class DriverLeases:
             self._count -= 1
             self._in_background(greenlet_spawn(lease.invalidate))
             return
-        self._idle.append(lease)
+        self._idle.append((lease, time.monotonic()))
         self._wake()
 
     def _wake(self) -> None:
@@ -128,8 +150,19 @@ class DriverLeases:
 
     async def _take(self) -> Any:
         while True:
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                lease, since = self._idle.pop()
+                if self._dialect == "sqlite":
+                    return lease
+                if lease.driver_connection.is_closed():  # the server ended it
+                    self._count -= 1
+                    await greenlet_spawn(lease.invalidate)
+                elif self._idle_limit is not None and time.monotonic() - since > self._idle_limit:
+                    # Cold: back to the pool, whose checkout pre-pings and recycles.
+                    self._count -= 1
+                    await greenlet_spawn(lease.close)
+                else:
+                    return lease
             if self._count < self._limit:
                 self._count += 1
                 try:
@@ -157,6 +190,6 @@ class DriverLeases:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
         while self._idle:
-            lease = self._idle.pop()
+            lease, _ = self._idle.pop()
             self._count -= 1
             await greenlet_spawn(lease.close)

@@ -52,7 +52,9 @@ from agentstore.repos.snapshots import SnapshotRepo
 __all__ = ["Store", "Transaction"]
 
 LEASED_CONNECTIONS = 2
-"""Pooled SQLite connections the hot paths keep (see :mod:`agentstore.leases`)."""
+"""Pooled connections the hot paths keep (see :mod:`agentstore.leases`)."""
+LEASE_IDLE_SECONDS = 2.0
+"""A PostgreSQL lease idle longer than this goes back to the pool (whose checkout pre-pings)."""
 
 
 class _Repositories:
@@ -118,11 +120,18 @@ class Store(_Repositories):
         self._engine = engine
         self._write_engine = engine.execution_options(**{WRITE: True})
         self.dialect_name = engine.dialect.name
-        # On SQLite lease two connections when the pool has room for more (not for
-        # ":memory:"); on PostgreSQL check one out per call (see agentstore.leases).
+        # Lease two connections when the pool has room for more (not for ":memory:", nor
+        # a NullPool); on PostgreSQL only while warm, with per-call checkouts beyond them
+        # (see agentstore.leases).
         size = getattr(engine.pool, "size", lambda: 0)()
-        lease = self.dialect_name == "sqlite" and size > LEASED_CONNECTIONS
-        self._leases = DriverLeases(engine, LEASED_CONNECTIONS if lease else 0)
+        lease = size > LEASED_CONNECTIONS
+        postgresql = self.dialect_name == "postgresql"
+        self._leases = DriverLeases(
+            engine,
+            LEASED_CONNECTIONS if lease else 0,
+            overflow=postgresql,
+            idle_limit=LEASE_IDLE_SECONDS if postgresql else None,
+        )
         self._bind_repositories()
 
     # --- lifecycle -------------------------------------------------------------------------

@@ -23,7 +23,8 @@ W1  ``add_conversation_event`` x 1,000, one call each. Raw: one atomic statement
     … RETURNING id, sequence``. Both assign the next sequence of the Claude session
     atomically (safe against concurrent writers) and hand back the id and sequence; how
     agentstore does it inside is its business. On PostgreSQL raw takes, in a transaction,
-    the per-Claude-session advisory lock agentstore documents (``pg_advisory_xact_lock``).
+    the per-Claude-session advisory lock agentstore documents (``pg_advisory_xact_lock`` of
+    a client-side 64-bit key, sent with its ``BEGIN`` in one round trip, as agentstore does).
 W2  ``add_conversation_events``, 40 batches of 500. Raw: per batch ``BEGIN IMMEDIATE``,
     ``SELECT MAX(sequence)``, one ``executemany`` of a plain 16-column INSERT with the
     sequences computed in Python, ``COMMIT`` (PostgreSQL: transaction + advisory lock). The
@@ -62,6 +63,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import hashlib
 import logging
 import os
 import platform
@@ -128,7 +130,19 @@ SQLITE_SEQUENCES = (
 
 # --- raw SQL, PostgreSQL ---------------------------------------------------------------------
 
-PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+
+def pg_begin_and_lock(claude_id: str) -> str:
+    """``BEGIN`` and the Claude session's advisory lock in one round trip, as agentstore does.
+
+    The key is agentstore's documented one (a signed 64-bit BLAKE2b of the id, computed in
+    the client), so raw and agentstore writers exclude each other as two agentstores would.
+    Only an integer computed here goes into the SQL text.
+    """
+    digest = hashlib.blake2b(claude_id.encode(), digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    return f"BEGIN; SELECT pg_advisory_xact_lock({key})"
+
+
 PG_APPEND_ONE = (
     f"INSERT INTO conversation_events ({EVENT_COLUMNS}) "  # noqa: S608 - constant text
     "SELECT $1::text, $2::text, COALESCE(MAX(sequence), 0) + 1, $3::text, $4::timestamptz, "
@@ -322,17 +336,21 @@ class RawPostgres:
 
     async def append_one(self, session_id: str, claude_id: str, content: str) -> Sequence[Any]:
         conn = self.conn
-        async with conn.transaction():
-            await conn.execute(PG_LOCK, claude_id)
+        await conn.execute(pg_begin_and_lock(claude_id))
+        try:
             row = await conn.fetchrow(
                 PG_APPEND_ONE, session_id, claude_id, "message", datetime.now(UTC), "user", content
             )
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
         return tuple(row)
 
     async def append_batch(self, session_id: str, claude_id: str, first: int, count: int) -> None:
         conn = self.conn
-        async with conn.transaction():
-            await conn.execute(PG_LOCK, claude_id)
+        await conn.execute(pg_begin_and_lock(claude_id))
+        try:
             start = int(await conn.fetchval(PG_MAX_SEQUENCE, claude_id))
             params = [
                 (
@@ -356,6 +374,10 @@ class RawPostgres:
                 for k in range(count)
             ]
             await conn.executemany(PG_INSERT_EVENT, params)
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
 
     async def read_conversation(self, claude_id: str) -> Sequence[Sequence[Any]]:
         rows: Sequence[Sequence[Any]] = await self.conn.fetch(PG_READ_CONVERSATION, claude_id)

@@ -58,6 +58,13 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
             yield url
 
 
+@pytest.fixture(params=[b for b in BACKENDS if b == "postgresql"])
+async def postgres_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """The URL of an empty PostgreSQL database, for what only PostgreSQL has (CI sets it)."""
+    async with fresh_postgres_database() as url:
+        yield url
+
+
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
     """A migrated store on each backend."""

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from agentstore import Session, Store
+from agentstore import ConversationEvent, Session, Store
 from agentstore.errors import DatabaseError
+from agentstore.repos._appends import lock_key
 
 
 def _free_port() -> int:
@@ -52,3 +56,87 @@ async def test_pool_options_pass_through_and_survive_a_dropped_connection(db_url
         assert (await store.get_session("s1")).query == "q"
     finally:
         await store.close()
+
+
+# --- PostgreSQL leases: warm connections for the hot paths ---------------------------------
+
+
+@pytest.fixture
+async def pg_store(postgres_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(postgres_url)  # the default pool: room for the leases
+    try:
+        await store.create_session(Session(id="s1", run_id="r1", query="q", claude_session_id="c1"))
+        yield store
+    finally:
+        await store.close()
+
+
+def _count_checkouts(store: Store) -> list[int]:
+    checkouts = [0]
+
+    def on_checkout(*_: Any) -> None:
+        checkouts[0] += 1
+
+    sa.event.listen(store.engine.sync_engine, "checkout", on_checkout)
+    return checkouts
+
+
+async def test_hot_calls_reuse_a_warm_lease_and_a_cold_one_goes_back_to_the_pool(
+    pg_store: Store,
+) -> None:
+    await pg_store.get_session("s1")  # the lease exists now
+    checkouts = _count_checkouts(pg_store)
+    for _ in range(20):
+        await pg_store.get_session("s1")
+    assert checkouts[0] == 0  # no pool round trip (and no pre-ping) per call
+
+    pg_store._leases._idle_limit = 0.0  # every lease is cold at once
+    for _ in range(5):
+        await pg_store.get_session("s1")
+    assert checkouts[0] >= 5  # each call checked out through the pool, pre-ping included
+
+
+async def test_a_lease_the_server_closed_is_not_lent_again(pg_store: Store) -> None:
+    await pg_store.get_session("s1")
+    await pg_store.add_conversation_event(
+        ConversationEvent(session_id="s1", claude_session_id="c1", event_type="message")
+    )
+    # The server ends every other connection, the warm leases included (as a restart
+    # would); the next calls get connections that work.
+    async with pg_store.engine.connect() as conn:
+        await conn.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        await conn.commit()
+    await asyncio.sleep(0.1)  # the event loop sees the sockets close
+    assert (await pg_store.get_session("s1")).query == "q"
+    event = await pg_store.add_conversation_event(
+        ConversationEvent(session_id="s1", claude_session_id="c1", event_type="message")
+    )
+    assert event.sequence == 2
+
+
+async def test_a_call_finding_every_lease_busy_does_not_wait_for_one(pg_store: Store) -> None:
+    # Two appends hold both leases, blocked on the Claude session's advisory lock, which
+    # another connection holds; a read must still go through at once.
+    async with pg_store.engine.connect() as blocker:
+        await blocker.exec_driver_sql(
+            f"SELECT pg_advisory_xact_lock({lock_key('c1')})"  # an int computed here
+        )
+        appends = [
+            asyncio.create_task(
+                pg_store.add_conversation_event(
+                    ConversationEvent(session_id="s1", claude_session_id="c1", event_type="message")
+                )
+            )
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.2)
+        assert not any(task.done() for task in appends)
+        assert pg_store._leases._count == 2 and not pg_store._leases._idle
+        session = await asyncio.wait_for(pg_store.get_session("s1"), timeout=10)
+        assert session.query == "q"
+        await blocker.commit()  # releases the advisory lock
+    events = await asyncio.gather(*appends)
+    assert sorted(e.sequence for e in events) == [1, 2]

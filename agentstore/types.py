@@ -91,6 +91,14 @@ def parse_timestamp(value: object) -> datetime | None:
 _fromisoformat = datetime.fromisoformat
 
 
+def to_utc(parsed: datetime) -> datetime:
+    """A parsed stored time in UTC: with an offset, converted; without one, it was UTC."""
+    zone = parsed.tzinfo
+    if zone is UTC:
+        return parsed
+    return parsed.replace(tzinfo=UTC) if zone is None else parsed.astimezone(UTC)
+
+
 def read_timestamp(value: object) -> datetime | None:
     """:func:`parse_timestamp`, with a fast path for the text agentstore itself writes."""
     if value.__class__ is str:
@@ -98,10 +106,7 @@ def read_timestamp(value: object) -> datetime | None:
             parsed = _fromisoformat(value)  # type: ignore[arg-type,unused-ignore]
         except ValueError:
             return parse_timestamp(value)
-        zone = parsed.tzinfo
-        if zone is UTC:
-            return parsed
-        return parsed.replace(tzinfo=UTC) if zone is None else parsed.astimezone(UTC)
+        return to_utc(parsed)
     return parse_timestamp(value)
 
 

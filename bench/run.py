@@ -63,7 +63,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import hashlib
 import logging
 import os
 import platform
@@ -94,6 +93,7 @@ from sqlalchemy.engine import Dialect, make_url
 
 from agentstore import ConversationEvent, Session, SessionStatus, Store
 from agentstore.engine import BUSY_TIMEOUT_MS
+from agentstore.repos._appends import lock_key
 from agentstore.types import instant
 
 SESSIONS = cast(sa.Table, Session.__table__)
@@ -134,13 +134,11 @@ SQLITE_SEQUENCES = (
 def pg_begin_and_lock(claude_id: str) -> str:
     """``BEGIN`` and the Claude session's advisory lock in one round trip, as agentstore does.
 
-    The key is agentstore's documented one (a signed 64-bit BLAKE2b of the id, computed in
-    the client), so raw and agentstore writers exclude each other as two agentstores would.
-    Only an integer computed here goes into the SQL text.
+    The key is agentstore's own (``lock_key``: a signed 64-bit BLAKE2b of the id, computed
+    in the client), so raw and agentstore writers exclude each other as two agentstores
+    would. Only that integer goes into the SQL text.
     """
-    digest = hashlib.blake2b(claude_id.encode(), digest_size=8).digest()
-    key = int.from_bytes(digest, "big", signed=True)
-    return f"BEGIN; SELECT pg_advisory_xact_lock({key})"
+    return f"BEGIN; SELECT pg_advisory_xact_lock({lock_key(claude_id)})"
 
 
 PG_APPEND_ONE = (

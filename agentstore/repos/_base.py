@@ -124,7 +124,7 @@ def row_builder(
     import json
     from datetime import UTC, datetime
 
-    from agentstore.types import read_timestamp
+    from agentstore.types import read_timestamp, to_utc
 
     cols = list(columns)
     names = [f"v{i}" for i in range(len(cols))]
@@ -134,7 +134,8 @@ def row_builder(
     ]
     fields = ", ".join(f"{c.key!r}: {expr}" for c, (_, expr) in zip(cols, converted, strict=True))
     read = [name for c, name in zip(cols, names, strict=True) if c.key not in known]
-    given = [names[[c.key for c in cols].index(key)] for key in known]
+    name_of = {c.key: name for c, name in zip(cols, names, strict=True)}
+    given = [name_of[key] for key in known]
     source = (
         f"def build(rows, {''.join(f'{name}, ' for name in given)}):\n"
         "    out = []\n"
@@ -152,8 +153,7 @@ def row_builder(
         "_ts": read_timestamp,
         "_fromiso": datetime.fromisoformat,
         "_UTC": UTC,
-        # Local-time text (a session's times) parsed once, then moved to UTC.
-        "_to_utc": lambda t: t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC),
+        "_to_utc": to_utc,  # local-time text (a session's times): parsed once, then moved
         "_json": lambda v: None if v is None or v == "" else json.loads(v),
     }
     where = f"<agentstore row builder for {cls.__name__} on {dialect}>"
@@ -193,10 +193,6 @@ class ModelQuery(Generic[M]):
             )
         built: list[M] = builder(rows, *[values[key] for key in self.known])
         return built
-
-    async def fetch(self, driver: Driver, values: dict[str, Any]) -> list[M]:
-        """Every matching row as a detached model, read on ``driver``'s connection."""
-        return self.build(driver.dialect, await self.driver.fetch(driver, values), values)
 
     async def all(self, db: Database, values: dict[str, Any]) -> list[M]:
         """Every matching row as a detached model, in the statement's order."""

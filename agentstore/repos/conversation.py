@@ -203,15 +203,18 @@ class ConversationRepo:
                     try:
                         await conn.execute_fetchall("BEGIN")
                         chain = await _walk_chain(session_id, parent_of)
-                        events = await _chain_events(driver, chain)
+                        rows = await _chain_rows(driver, chain)
                     finally:
                         if conn.in_transaction:
                             await conn.execute_fetchall("COMMIT")
                 else:
                     async with conn.transaction(isolation="repeatable_read", readonly=True):
                         chain = await _walk_chain(session_id, parent_of)
-                        events = await _chain_events(driver, chain)
-            return events
+                        rows = await _chain_rows(driver, chain)
+            # Built once the connection is given back, as ModelQuery.all does.
+            if not chain:
+                return []
+            return _chain_query(len(chain)).build(driver.dialect, rows, _chain_values(chain))
         async with self._db.reading() as conn:
 
             async def parent_of_sa(current: str) -> tuple[str, str] | None:
@@ -413,10 +416,10 @@ def _chain_values(chain: list[str]) -> dict[str, str]:
     return {f"c{i}": claude_id for i, claude_id in enumerate(chain)}
 
 
-async def _chain_events(driver: Driver, chain: list[str]) -> list[ConversationEvent]:
+async def _chain_rows(driver: Driver, chain: list[str]) -> list[Any]:
     if not chain:
         return []
-    return await _chain_query(len(chain)).fetch(driver, _chain_values(chain))
+    return await _chain_query(len(chain)).driver.fetch(driver, _chain_values(chain))
 
 
 @cache

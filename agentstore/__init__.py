@@ -26,7 +26,7 @@ from agentstore.models import (
     UserSettings,
     mcp_servers_from_config,
 )
-from agentstore.store import Store, Transaction
+from agentstore.store import Store, Transaction, adopt_file
 
 __all__ = [
     "UNSET",
@@ -52,6 +52,7 @@ __all__ = [
     "StoreError",
     "Transaction",
     "UserSettings",
+    "adopt_file",
     "mcp_servers_from_config",
 ]
 

@@ -33,11 +33,10 @@ from urllib.request import pathname2url
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from agentstore.engine import create_engine
 from agentstore.errors import DatabaseError, SchemaTooNewError
 from agentstore.hld import HLD_LEDGER, HLD_SCHEMA_VERSION, HLD_V22_SQLITE_DDL
 
-__all__ = ["AdoptionReport", "adopt_file", "heal_and_stamp"]
+__all__ = ["AdoptionReport", "backup_file", "heal_and_stamp"]
 
 BASELINE_REVISION = "0001_hld_v22"
 
@@ -164,30 +163,41 @@ def _columns(conn: Connection, table: str) -> set[str]:
 
 def backup_file(conn: Connection, database: str) -> str:
     """Copy the database beside itself with SQLite's backup API; returns the copy's path."""
-    source = Path(database)
+    source = Path(database).absolute()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     target = source.with_name(f"{source.name}.pre-agentstore-{stamp}.bak")
     fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     os.close(fd)
-    # A second, plain connection: it reads the committed state (our transaction has not
-    # written anything yet), consistently, even while hld itself is writing.
-    # file:// plus the escaped absolute path: correct for '#', '?', '%' and a leading '//'.
-    src = sqlite3.connect(f"file://{pathname2url(str(source))}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
     try:
-        src.backup(dst)
-    finally:
-        dst.close()
-        src.close()
+        # A second, plain connection: it reads the committed state (our transaction has
+        # not written anything yet), consistently, even while hld itself is writing.
+        # file:// plus the escaped absolute path: right for "#", "?", "%" and a leading "//".
+        src = sqlite3.connect(f"file://{pathname2url(str(source))}?mode=ro", uri=True)
+        try:
+            dst = sqlite3.connect(target)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    except BaseException:
+        target.unlink(missing_ok=True)  # no empty or partial backup is left behind
+        raise
     return str(target)
 
 
 def heal_and_stamp(
-    conn: Connection, *, backup: bool = True, report: AdoptionReport | None = None
+    conn: Connection,
+    *,
+    backup: bool = True,
+    report: AdoptionReport | None = None,
+    database: str | None = None,
 ) -> AdoptionReport:
     """Heal an hld database to hld's v22 schema and stamp the baseline revision.
 
-    Runs inside the caller's migration transaction, with foreign keys off.
+    Runs inside the caller's migration transaction, with foreign keys off. ``database`` is
+    the file's path (for the backup), when the connection's URL does not name it.
     """
     if conn.dialect.name != "sqlite":
         raise DatabaseError("hld databases are SQLite files; there is nothing to adopt here")
@@ -197,7 +207,7 @@ def heal_and_stamp(
             f"this hld database is at hld schema version {version}; agentstore knows hld up "
             f"to version {HLD_SCHEMA_VERSION}. Nothing was changed."
         )
-    database = conn.engine.url.database or ""
+    database = database or conn.engine.url.database or ""
     report = report or AdoptionReport(path=database, hld_version=version)
     report.hld_version = version
     if backup and database not in ("", ":memory:"):
@@ -253,25 +263,3 @@ def _stamp_baseline(conn: Connection) -> None:
     version_table.create(conn, checkfirst=True)
     conn.execute(sa.delete(version_table))
     conn.execute(sa.insert(version_table).values(version_num=BASELINE_REVISION))
-
-
-async def adopt_file(path: str | os.PathLike[str], *, backup: bool = True) -> AdoptionReport:
-    """Adopt the hld database at ``path`` (``agentstore adopt``); returns what was done."""
-    from agentstore import migrations
-
-    engine = create_engine(path)
-    report = AdoptionReport(path=os.path.abspath(os.path.expanduser(path)), hld_version=0)
-    try:
-        async with engine.connect() as conn:
-            state = await conn.run_sync(migrations.inspect_state)
-            if state.kind != "hld":
-                raise DatabaseError(
-                    f"{path} is not an hld database to adopt (found: {state.kind}"
-                    + (f" at revision {state.revision}" if state.revision else "")
-                    + "). Nothing was changed."
-                )
-            await conn.run_sync(migrations.upgrade, "head", backup=backup, report=report)
-            report.revision = await conn.run_sync(lambda c: migrations.inspect_state(c).revision)
-    finally:
-        await engine.dispose()
-    return report

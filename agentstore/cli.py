@@ -227,7 +227,7 @@ async def _demo(path: str) -> None:
 
 
 async def _adopt(path: str, backup: bool) -> None:
-    from agentstore.adopt import adopt_file
+    from agentstore.store import adopt_file
 
     report = await adopt_file(path, backup=backup)
     print(report.describe())

@@ -1,14 +1,12 @@
-"""The engine: one per store, with SQLite configured on every connection.
+"""URLs, and the SQLAlchemy engines: PostgreSQL's store engine and SQLite's side doors.
 
-SQLite connections get, in a ``connect`` listener (so every pooled connection has them, not
-just the first one — hld sets them once through its pool):
-
-* ``journal_mode=WAL``, ``synchronous=NORMAL``, ``foreign_keys=ON``, ``busy_timeout``;
-* the driver's own transaction handling turned off (``isolation_level=None``) and SQLAlchemy's
-  documented "emit our own BEGIN" recipe: a read unit of work starts with ``BEGIN`` (one
-  consistent snapshot), a write unit of work with ``BEGIN IMMEDIATE``, which takes the write
-  lock before the first read, so read-then-write cannot race — across tasks and across
-  processes — and never fails with ``SQLITE_BUSY_SNAPSHOT``.
+On PostgreSQL the store's data path takes its connections from this engine's pool. On
+SQLite the data path owns its connections (:mod:`agentstore.db.sqlite`); an aiosqlite
+engine is still what ``alembic`` on the command line and ``store.engine`` use, and its
+connections are set up like the store's, in a ``connect`` listener (so every pooled
+connection has them, not just the first one — hld sets them once through its pool):
+foreign keys on, a 30 s busy timeout, ``synchronous=FULL``, and SQLAlchemy's documented
+"emit our own BEGIN" recipe (``BEGIN IMMEDIATE`` for a write unit, ``BEGIN`` otherwise).
 """
 
 from __future__ import annotations
@@ -19,128 +17,93 @@ from typing import Any
 
 from sqlalchemy import event, pool
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from agentstore.errors import InvalidValueError, NotADatabaseError
+from agentstore.errors import InvalidValueError
 
-__all__ = ["WRITE", "create_engine", "resolve_url", "safe_url"]
+__all__ = ["WRITE", "create_engine", "on_sqlite_begin", "resolve_url", "safe_url"]
 
 WRITE = "agentstore_write"
 """Execution option that makes the next transaction on a connection a write transaction."""
-
-BUSY_TIMEOUT_MS = 30_000
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def resolve_url(target: str | os.PathLike[str] | URL) -> URL:
     """A SQLAlchemy URL for a path, ``":memory:"`` or a URL string."""
     if isinstance(target, URL):
-        return target
-    text = os.fspath(target)
-    if "://" in text:
-        url = make_url(text)
-        if url.drivername in ("sqlite", "sqlite+pysqlite"):
-            url = url.set(drivername="sqlite+aiosqlite")
-        elif url.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
-            url = url.set(drivername="postgresql+asyncpg")
-        return url
-    if text == ":memory:":
-        return URL.create("sqlite+aiosqlite", database=":memory:")
-    return URL.create("sqlite+aiosqlite", database=str(Path(text).expanduser()))
+        url = target
+    else:
+        text = os.fspath(target)
+        if "://" not in text:
+            if text == ":memory:":
+                return URL.create("sqlite+aiosqlite", database=":memory:")
+            return URL.create("sqlite+aiosqlite", database=str(Path(text).expanduser().absolute()))
+        try:
+            url = make_url(text)
+        except ArgumentError:
+            raise InvalidValueError("the database URL cannot be parsed") from None
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        url = url.set(drivername="sqlite+aiosqlite")
+    elif url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+asyncpg")
+    return url
 
 
 def safe_url(url: URL | str) -> str:
-    """The URL with its password hidden, for messages and logs."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def prepare_sqlite_file(url: URL) -> None:
-    """Create the folder (0700) and the file (0600); refuse a file that is not a database.
-
-    Nothing is written to an existing file here: a foreign file is left untouched.
-    """
-    database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
-        return
-    path = Path(database)
-    if path.exists():
-        if path.is_dir():
-            raise NotADatabaseError(f"{path} is a directory, not an SQLite database")
-        with path.open("rb") as fh:
-            header = fh.read(len(SQLITE_HEADER))
-        if header and header != SQLITE_HEADER:
-            raise NotADatabaseError(f"{path} is not an SQLite database; it was left untouched")
-        return
-    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
-    for folder in reversed(missing):  # mkdir(parents=True) would give parents the umask mode
-        folder.mkdir(mode=0o700, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    os.close(fd)
+    """The URL with its password hidden — also one given as ``?password=`` — for messages."""
+    parsed = url if isinstance(url, URL) else make_url(url)
+    hidden = {key: "***" for key in parsed.query if key.lower() in ("password", "passfile")}
+    if hidden:
+        parsed = parsed.update_query_dict(hidden)
+    return parsed.render_as_string(hide_password=True)
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # The driver must not open transactions behind our back: we emit BEGIN ourselves.
+    from agentstore.db.sqlite import BUSY_TIMEOUT_MS
+
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # WAL is a property of the file. Switch a new, empty file here; a file with tables is
-        # switched by Store.open only once it is known to be agentstore's or hld's (a
-        # foreign file must be left exactly as it was).
-        cursor.execute("PRAGMA journal_mode")
-        if cursor.fetchone()[0] != "wal":
-            cursor.execute("SELECT COUNT(*) FROM sqlite_master")
-            if cursor.fetchone()[0] == 0:
-                cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = FULL")
     finally:
         cursor.close()
 
 
-def _on_sqlite_reset(dbapi_connection: Any, _record: Any, _state: Any) -> None:
-    # Replaces the pool's unconditional ROLLBACK on check-in (a hand-off to aiosqlite's
-    # thread on every call): every unit of work ends its own transaction, so roll back only
-    # what was really left open.
-    driver = getattr(dbapi_connection, "_connection", None)
-    if driver is None or driver.in_transaction:
-        dbapi_connection.rollback()
-
-
-def _on_sqlite_begin(connection: Any) -> None:
+def on_sqlite_begin(connection: Any) -> None:
+    """SQLAlchemy's "emit our own BEGIN" recipe: ``BEGIN IMMEDIATE`` for writes."""
     write = connection.get_execution_options().get(WRITE, False)
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def create_engine(target: str | os.PathLike[str] | URL, **engine_options: Any) -> AsyncEngine:
-    """The store's engine for ``target``, with per-connection SQLite set-up."""
+    """An async engine for ``target`` (aiosqlite or asyncpg), set up as the store needs."""
     url = resolve_url(target)
     backend = url.get_backend_name()
+    # Bound values (a proxy_api_key, say) must not reach error messages or logs.
+    engine_options.setdefault("hide_parameters", True)
     if backend == "sqlite":
         if url.drivername != "sqlite+aiosqlite":
             raise InvalidValueError(
                 f"SQLite needs the aiosqlite driver (sqlite+aiosqlite://), got {safe_url(url)}"
             )
-        prepare_sqlite_file(url)
         if url.database in (None, "", ":memory:"):
-            # Every aiosqlite connection to ":memory:" is a new, empty database: keep one
-            # connection and hand it to one task at a time (a StaticPool would share it
-            # between concurrent tasks, which loses rows).
+            # Every aiosqlite connection to ":memory:" is a new, empty database: keep one.
             engine_options.setdefault("poolclass", pool.AsyncAdaptedQueuePool)
             engine_options.setdefault("pool_size", 1)
             engine_options.setdefault("max_overflow", 0)
             engine_options.setdefault("pool_recycle", -1)
-        engine_options.setdefault("pool_reset_on_return", None)
-        # Bound values (a proxy_api_key, say) must not reach error messages or logs.
-        engine_options.setdefault("hide_parameters", True)
         engine = create_async_engine(url, **engine_options)
         event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
-        event.listen(engine.sync_engine, "begin", _on_sqlite_begin)
-        if engine_options["pool_reset_on_return"] is None:
-            event.listen(engine.sync_engine, "reset", _on_sqlite_reset)
+        event.listen(engine.sync_engine, "begin", on_sqlite_begin)
         return engine
     if backend == "postgresql":
-        engine_options.setdefault("hide_parameters", True)
+        if url.drivername != "postgresql+asyncpg":
+            raise InvalidValueError(
+                f"PostgreSQL needs the asyncpg driver (postgresql+asyncpg://), got {safe_url(url)}"
+            )
         engine_options.setdefault("pool_pre_ping", True)
         engine_options.setdefault("pool_recycle", 1800)
         return create_async_engine(url, **engine_options)

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 __all__ = [
     "AlreadyDecidedError",
+    "ConnectionLostError",
+    "ConstraintError",
+    "CorruptDatabaseError",
+    "DatabaseBusyError",
     "DatabaseError",
     "DuplicateError",
     "InvalidStatusError",
@@ -19,7 +23,9 @@ __all__ = [
     "MigrationRequiredError",
     "NotADatabaseError",
     "NotFoundError",
+    "ReadOnlyDatabaseError",
     "SchemaTooNewError",
+    "StoreClosedError",
     "StoreError",
 ]
 
@@ -63,8 +69,48 @@ class InvalidStatusError(InvalidValueError):
     """An unknown session status, approval status or event type; nothing was written."""
 
 
+class StoreClosedError(StoreError):
+    """The store was closed; it refuses every call."""
+
+    def __init__(self) -> None:
+        super().__init__("store is closed")
+
+
+class ConstraintError(StoreError):
+    """The database refused a row for a constraint the store could not name more precisely.
+
+    ``kind`` is ``unique``, ``primary_key``, ``foreign_key``, ``check`` or ``not_null``;
+    ``constraint`` the constraint's name where the backend reports it. Nothing was written.
+    """
+
+    def __init__(self, kind: str, constraint: str | None = None) -> None:
+        self.kind = kind
+        self.constraint = constraint
+        named = f" ({constraint})" if constraint else ""
+        super().__init__(
+            f"the database refused the row: {kind.replace('_', ' ')} constraint{named}"
+        )
+
+
 class DatabaseError(StoreError):
-    """The database cannot be used by this version of agentstore."""
+    """The database cannot be used, or failed in a way the store cannot mend."""
+
+
+class DatabaseBusyError(DatabaseError):
+    """Another process held the database's write lock longer than the store waits (30 s)."""
+
+
+class ReadOnlyDatabaseError(DatabaseError):
+    """The database file (or its folder) cannot be written by this process."""
+
+
+class CorruptDatabaseError(DatabaseError):
+    """The file is an SQLite database whose pages are damaged; it was left as it was."""
+
+
+class ConnectionLostError(DatabaseError):
+    """The connection to the database server broke during a call; the call may not have
+    completed (it was rolled back unless its commit had been sent)."""
 
 
 class NotADatabaseError(DatabaseError):

@@ -11,6 +11,7 @@ would otherwise cascade — and ``PRAGMA foreign_key_check`` must come back clea
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -22,16 +23,19 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
-from agentstore.engine import WRITE
+from agentstore.engine import WRITE, on_sqlite_begin
 from agentstore.errors import DatabaseError
 
 __all__ = [
     "DatabaseState",
     "alembic_config",
     "configure_context",
+    "current_revision_if_any",
     "inspect_state",
     "run_in_migration_transaction",
     "script_location",
+    "upgrade",
+    "upgrade_sqlite",
 ]
 
 VERSION_TABLE = "alembic_version"
@@ -252,19 +256,59 @@ def is_known_revision(revision: str) -> bool:
 
 
 def upgrade(
-    connection: Connection, target: str = "head", *, backup: bool = True, report: Any = None
+    connection: Connection,
+    target: str = "head",
+    *,
+    backup: bool = True,
+    report: Any = None,
+    database: str | None = None,
 ) -> None:
     """``alembic upgrade`` on this connection, in one transaction.
 
-    An hld database is adopted on the way (see :mod:`agentstore.adopt`); ``backup`` and
-    ``report`` are handed to the adoption.
+    An hld database is adopted on the way (see :mod:`agentstore.adopt`); ``backup``,
+    ``report`` and the file's path (``database``, for the backup) are handed to it.
     """
     from alembic import command
 
     config = alembic_config(connection=connection)
     config.attributes["agentstore_backup"] = backup
     config.attributes["agentstore_report"] = report
+    config.attributes["agentstore_database"] = database
     run_in_migration_transaction(connection, lambda _: command.upgrade(config, target))
+
+
+def sqlite_engine_on(raw: sqlite3.Connection) -> sa.Engine:
+    """A synchronous SQLAlchemy engine whose one connection is ``raw`` (for Alembic, in the
+    thread that owns ``raw``); it emits its own ``BEGIN``, as the store does."""
+    engine = sa.create_engine("sqlite://", creator=lambda: raw, poolclass=sa.pool.StaticPool)
+    sa.event.listen(engine, "begin", on_sqlite_begin)
+    return engine
+
+
+def upgrade_sqlite(raw: sqlite3.Connection, *, database: str, backup: bool, report: Any) -> None:
+    """:func:`upgrade` to head on a store's own SQLite connection."""
+    engine = sqlite_engine_on(raw)
+    with engine.connect() as connection:
+        upgrade(connection, "head", backup=backup, report=report, database=database)
+    # Not disposed: that would close ``raw``, which belongs to the store's writer thread.
+
+
+def current_revision_if_any(connection: Connection) -> str | None:
+    """The stamped revision, read with one query; None if there is no version table."""
+    if connection.dialect.name == "postgresql":
+        found = connection.exec_driver_sql(
+            "SELECT to_regclass('alembic_version') IS NOT NULL"
+        ).scalar()
+    else:
+        found = connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        ).scalar()
+    if not found:
+        return None
+    rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").fetchall()
+    if connection.in_transaction():
+        connection.rollback()
+    return str(rows[0][0]) if len(rows) == 1 else None
 
 
 def adopt_legacy(connection: Connection, attributes: dict[str, Any]) -> None:
@@ -279,6 +323,7 @@ def adopt_legacy(connection: Connection, attributes: dict[str, Any]) -> None:
             connection,
             backup=attributes.get("agentstore_backup", True),
             report=attributes.get("agentstore_report"),
+            database=attributes.get("agentstore_database"),
         )
     elif state.kind == "foreign":
         raise DatabaseError("the database holds tables that are neither agentstore's nor hld's")

@@ -1,35 +1,44 @@
-"""The ``Store`` facade: opens the engine, owns the transactions, offers hld's API.
+"""The ``Store`` facade: opens the database, owns the transactions, offers hld's API.
 
-One engine per store; every call is one short unit of work on a connection of its own, so
-concurrent tasks never share a connection or a transaction. ``store.transaction()`` groups
-several repository calls in one transaction.
+Every call is one short unit of work run by the store's data path (:mod:`agentstore.db`):
+on SQLite in the thread that owns the connection, on PostgreSQL in a task the store owns —
+never in the caller's task, so a caller's cancellation can stop its wait but never a unit
+half-way. Appends are group-committed (:mod:`agentstore.db.groups`).
+``store.transaction()`` groups several calls in one transaction; inside its block, calls
+made on the store itself by the same task run in that transaction too.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Generator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from agentstore import migrations
-from agentstore.engine import WRITE, create_engine, safe_url
+from agentstore import opening
+from agentstore.adopt import AdoptionReport
+from agentstore.db import Conn, Unit
+from agentstore.db.groups import AppendRequest, GroupCommit, Outcome
+from agentstore.db.postgres import PostgresBackend
+from agentstore.db.sqlite import SQLiteBackend, SQLiteTarget, create_file, remove_created
+from agentstore.engine import create_engine, safe_url
 from agentstore.errors import (
     DatabaseError,
-    LegacyDatabaseError,
+    InvalidValueError,
     MigrationRequiredError,
-    NotADatabaseError,
-    SchemaTooNewError,
+    StoreClosedError,
     StoreError,
 )
-from agentstore.leases import DriverLeases
+from agentstore.migrations import DatabaseState
 from agentstore.models import (
     Approval,
     ConversationEvent,
@@ -40,7 +49,6 @@ from agentstore.models import (
     SessionUpdate,
     UserSettings,
 )
-from agentstore.repos._driver import Driver
 from agentstore.repos.approvals import ApprovalRepo
 from agentstore.repos.conversation import ConversationRepo
 from agentstore.repos.mcp_servers import MCPServerRepo
@@ -49,63 +57,106 @@ from agentstore.repos.sessions import SessionRepo
 from agentstore.repos.settings import SettingsRepo
 from agentstore.repos.snapshots import SnapshotRepo
 
-__all__ = ["Store", "Transaction"]
+__all__ = ["Store", "Transaction", "adopt_file"]
 
-LEASED_CONNECTIONS = 2
-"""Pooled connections the hot paths keep (see :mod:`agentstore.leases`)."""
-LEASE_IDLE_SECONDS = 2.0
-"""A PostgreSQL lease idle longer than this goes back to the pool (whose checkout pre-pings)."""
+logger = logging.getLogger("agentstore")
+T = TypeVar("T")
 
 
 class _Repositories:
-    """The repositories, all bound to one source of connections."""
+    """The repositories, all bound to one database (a store or a transaction)."""
 
-    dialect_name: str
-
-    def reading(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        raise NotImplementedError
-
-    def writing(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        raise NotImplementedError
-
-    def driver(self) -> AbstractAsyncContextManager[Driver] | None:
-        raise NotImplementedError
+    dialect: str
 
     def _bind_repositories(self) -> None:
-        self.sessions = SessionRepo(self)
-        self.conversations = ConversationRepo(self)
-        self.approvals = ApprovalRepo(self)
-        self.mcp_servers = MCPServerRepo(self)
-        self.raw_events = RawEventRepo(self)
-        self.snapshots = SnapshotRepo(self)
-        self.settings = SettingsRepo(self)
+        self.sessions = SessionRepo(self)  # type: ignore[arg-type]
+        self.conversations = ConversationRepo(self)  # type: ignore[arg-type]
+        self.approvals = ApprovalRepo(self)  # type: ignore[arg-type]
+        self.mcp_servers = MCPServerRepo(self)  # type: ignore[arg-type]
+        self.raw_events = RawEventRepo(self)  # type: ignore[arg-type]
+        self.snapshots = SnapshotRepo(self)  # type: ignore[arg-type]
+        self.settings = SettingsRepo(self)  # type: ignore[arg-type]
+
+    @property
+    def dialect_name(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.dialect
+
+
+def _append_unit(requests: Sequence[AppendRequest]) -> Unit[list[Outcome]]:
+    async def unit(conn: Conn) -> list[Outcome]:
+        return await conn.append_events([request.rows for request in requests])
+
+    return unit
 
 
 class Transaction(_Repositories):
-    """Several repository calls on one connection, committed or rolled back together.
+    """Several repository calls in one transaction, committed or rolled back together.
 
-    Made by :meth:`Store.transaction`; use it from one task only.
+    Made by :meth:`Store.transaction`; its repositories (``tx.sessions``,
+    ``tx.conversations``, …) run every call in the open transaction, each in a savepoint
+    of its own: a call that fails (a :class:`~agentstore.errors.DuplicateError`, say) can be
+    caught and the block go on, with the earlier calls kept. Use it from one task only.
     """
 
-    def __init__(self, connection: AsyncConnection, dialect_name: str) -> None:
-        self._connection = connection
-        self.dialect_name = dialect_name
+    def __init__(self, runner: Any, dialect: str) -> None:
+        self._runner = runner
+        self._open = True
+        self.dialect = dialect
         self._bind_repositories()
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        yield self._connection
+    def _check(self) -> Any:
+        if not self._open:
+            raise StoreError("this transaction has ended; start a new store.transaction()")
+        return self._runner
 
-    def driver(self) -> AbstractAsyncContextManager[Driver] | None:
-        # Inside a transaction every call goes through its one connection.
-        return None
+    async def read(self, unit: Unit[T], *, snapshot: bool = False) -> T:
+        result: T = await self._check().read(unit, snapshot=snapshot)
+        return result
 
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[AsyncConnection]:
-        # A failed statement must not leave the rest of the transaction half-applied: a
-        # savepoint lets the caller catch a store error and carry on, or not.
-        async with self._connection.begin_nested():
-            yield self._connection
+    async def write(self, unit: Unit[T], *, lock_keys: Sequence[str] = ()) -> T:
+        result: T = await self._check().write(unit, lock_keys=lock_keys)
+        return result
+
+    async def append(self, request: AppendRequest) -> Outcome:
+        [outcome] = await self.write(_append_unit([request]), lock_keys=request.claude_ids)
+        return outcome
+
+
+@dataclass
+class _Active:
+    """The transaction a task's context is inside (see :meth:`Store.transaction`)."""
+
+    store: Store
+    transaction: Transaction
+    owner: asyncio.Task[Any] | None
+
+
+_active: ContextVar[_Active | None] = ContextVar("agentstore_transaction", default=None)
+
+
+class _Opening:
+    """What :meth:`Store.open` returns: await it, or use it in ``async with`` directly."""
+
+    def __init__(self, opening: Any) -> None:
+        self._opening = opening
+        self._store: Store | None = None
+
+    def __await__(self) -> Generator[Any, None, Store]:
+        return self._opening.__await__()  # type: ignore[no-any-return]
+
+    async def __aenter__(self) -> Store:
+        self._store = await self._opening
+        return self._store
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.close()
 
 
 class Store(_Repositories):
@@ -116,80 +167,201 @@ class Store(_Repositories):
     ``ConversationStore``/``SQLiteStore`` API in snake_case.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    adoption: AdoptionReport | None
+    """What adopting an hld database did when this store opened it (None otherwise)."""
+
+    def __init__(
+        self,
+        backend: SQLiteBackend | PostgresBackend,
+        url: URL,
+        *,
+        engine: AsyncEngine | None,
+        owns_engine: bool,
+        engine_options: dict[str, Any],
+    ) -> None:
+        self._backend = backend
+        self._url = url
         self._engine = engine
-        self._write_engine = engine.execution_options(**{WRITE: True})
-        self.dialect_name = engine.dialect.name
-        # Lease two connections when the pool has room for more (not for ":memory:", nor
-        # a NullPool); on PostgreSQL only while warm, with per-call checkouts beyond them
-        # (see agentstore.leases).
-        size = getattr(engine.pool, "size", lambda: 0)()
-        lease = size > LEASED_CONNECTIONS
-        postgresql = self.dialect_name == "postgresql"
-        self._leases = DriverLeases(
-            engine,
-            LEASED_CONNECTIONS if lease else 0,
-            overflow=postgresql,
-            idle_limit=LEASE_IDLE_SECONDS if postgresql else None,
+        self._owns_engine = owns_engine
+        self._engine_options = engine_options
+        self.dialect = backend.dialect
+        self._groups = GroupCommit(
+            self._write_group, lane_per_claude_sessions=self.dialect == "postgresql"
         )
+        self._closed = False
+        self._closing: asyncio.Task[None] | None = None
+        self.adoption = None
         self._bind_repositories()
 
     # --- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    async def open(
+    def open(
         cls,
-        target: str | os.PathLike[str] | URL = "~/.agentstore/agent.db",
+        target: str | os.PathLike[str] | URL | AsyncEngine = "~/.agentstore/agent.db",
         *,
         migrate: bool = True,
         backup: bool = True,
+        durability: str = "full",
         **engine_options: Any,
-    ) -> Store:
+    ) -> _Opening:
         """Open (and by default migrate) the database at ``target``.
 
-        ``target`` is a file path, ``":memory:"`` or a SQLAlchemy URL
-        (``sqlite+aiosqlite:///…``, ``postgresql+asyncpg://…``). A new SQLite file is
+        ``target`` is a file path, ``":memory:"``, a SQLAlchemy URL
+        (``sqlite+aiosqlite:///…``, ``postgresql+asyncpg://…``) or an existing
+        ``AsyncEngine`` (which the store uses and does not dispose). A new SQLite file is
         created with mode 0600 in a folder created with mode 0700. ``engine_options`` go to
         :func:`sqlalchemy.ext.asyncio.create_async_engine` (pool size, pre-ping, recycle…).
+
+        ``durability``: ``"full"`` (the default, as hld runs SQLite: a commit survives a
+        power loss) or ``"normal"`` (SQLite's WAL default: the last commits may be lost on a
+        power loss, never on a crash). PostgreSQL's durability is the server's own
+        (``synchronous_commit``); ``"normal"`` turns it off for the store's connections.
+
+        Use ``store = await Store.open(...)`` or ``async with Store.open(...) as store:``.
 
         Raises :class:`NotADatabaseError` for a file that is not a database,
         :class:`SchemaTooNewError` for a schema newer than this code, and with
         ``migrate=False`` :class:`MigrationRequiredError` unless the schema is current. A
         refused file is left untouched. ``backup`` applies to adopting an hld database.
         """
-        engine = create_engine(target, **engine_options)
-        store = cls(engine)
+        return _Opening(
+            cls._open(
+                target,
+                migrate=migrate,
+                backup=backup,
+                durability=durability,
+                engine_options=engine_options,
+            )
+        )
+
+    @classmethod
+    async def _open(
+        cls,
+        target: Any,
+        *,
+        migrate: bool,
+        backup: bool,
+        durability: str,
+        engine_options: dict[str, Any],
+    ) -> Store:
+        if durability not in opening.DURABILITIES:
+            raise InvalidValueError(f"durability must be 'full' or 'normal', got {durability!r}")
+        resolved = opening.resolve_target(target)
+        if resolved.sqlite is not None:
+            return await cls._open_sqlite(
+                resolved,
+                migrate=migrate,
+                backup=backup,
+                durability=durability,
+                engine_options=engine_options,
+            )
+        return await cls._open_postgresql(
+            resolved, migrate=migrate, durability=durability, engine_options=engine_options
+        )
+
+    @classmethod
+    async def _open_sqlite(
+        cls,
+        resolved: opening.Target,
+        *,
+        migrate: bool,
+        backup: bool,
+        durability: str,
+        engine_options: dict[str, Any],
+    ) -> Store:
+        target: SQLiteTarget = resolved.sqlite  # type: ignore[assignment]
+        created = []
+        if target.path is not None:
+            # A few system calls and a read of the schema: quick enough to do in place.
+            exists = opening.file_exists(target, create=migrate)
+            where = str(target.path)
+            if exists:
+                state = opening.inspect_sqlite_file(target)
+            else:
+                state = DatabaseState("empty")
+            if not exists and not migrate:
+                raise MigrationRequiredError(
+                    f"{where} does not exist; open it with migrate=True to create it. "
+                    "Nothing was created."
+                )
+            opening.check_state(state, where, migrate=migrate)  # refusals, before any write
+            if not exists:
+                created = create_file(target.path)
+        backend = SQLiteBackend(target, durability=durability)
         try:
-            async with engine.connect() as conn:
-                await conn.run_sync(_prepare_schema, migrate, backup)
-        except StoreError:
-            await engine.dispose()
-            raise
-        except SQLAlchemyDatabaseError as exc:
-            await engine.dispose()
-            if "not a database" in str(exc.orig).lower():
-                raise NotADatabaseError(
-                    f"{safe_url(engine.url)} is not a database; it was left untouched"
-                ) from None
-            raise DatabaseError(
-                f"cannot open {safe_url(engine.url)}: {type(exc.orig).__name__}: {exc.orig}"
-            ) from exc
-        except (SQLAlchemyError, OSError) as exc:
-            # e.g. a server that refuses the connection; the message names the URL with its
-            # password hidden.
-            await engine.dispose()
-            raise DatabaseError(
-                f"cannot connect to {safe_url(engine.url)}: {type(exc).__name__}: {exc}"
-            ) from exc
+            report = await backend.on_writer(
+                lambda raw: opening.prepare_sqlite(
+                    raw, target, migrate=migrate, backup=backup, durability=durability
+                )
+            )
         except BaseException:
-            await engine.dispose()
+            await asyncio.shield(backend.close())
+            remove_created(created)
             raise
+        store = cls(
+            backend,
+            resolved.url,
+            engine=resolved.engine,
+            owns_engine=False,
+            engine_options=engine_options,
+        )
+        store.adoption = report
         return store
 
+    @classmethod
+    async def _open_postgresql(
+        cls,
+        resolved: opening.Target,
+        *,
+        migrate: bool,
+        durability: str,
+        engine_options: dict[str, Any],
+    ) -> Store:
+        engine = resolved.engine
+        owns = engine is None
+        if engine is None:
+            if durability == "normal":
+                connect_args = dict(engine_options.pop("connect_args", {}))
+                settings = dict(connect_args.get("server_settings", {}))
+                settings.setdefault("synchronous_commit", "off")
+                connect_args["server_settings"] = settings
+                engine_options["connect_args"] = connect_args
+            engine = opening.create_postgres_engine(resolved.url, engine_options)
+        try:
+            await opening.prepare_postgresql(engine, migrate=migrate)
+        except BaseException:
+            if owns:
+                await asyncio.shield(engine.dispose())
+            raise
+        return cls(
+            PostgresBackend(engine),
+            engine.url,
+            engine=engine,
+            owns_engine=owns,
+            engine_options=engine_options,
+        )
+
     async def close(self) -> None:
-        """Close every connection; the store cannot be used afterwards."""
-        await self._leases.close()
-        await self._engine.dispose()
+        """Finish queued work, then close every connection; the store then refuses every
+        call with :class:`~agentstore.errors.StoreClosedError`.
+
+        Closing runs to its end even if the caller is cancelled meanwhile.
+        """
+        self._closed = True
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        try:
+            await self._groups.close()
+        finally:
+            try:
+                await self._backend.close()
+            finally:
+                if self._engine is not None and self._owns_engine:
+                    await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -203,46 +375,99 @@ class Store(_Repositories):
         await self.close()
 
     def __repr__(self) -> str:
-        return f"Store({safe_url(self._engine.url)!r})"
+        state = ", closed" if self._closed else ""
+        return f"Store({safe_url(self._url)!r}{state})"
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     @property
     def engine(self) -> AsyncEngine:
-        """The store's engine (for advanced use; the store owns its lifecycle)."""
+        """A SQLAlchemy ``AsyncEngine`` on the store's database, for your own queries.
+
+        On PostgreSQL it is the engine whose pool the store uses. On SQLite the store owns
+        its connections; this is an aiosqlite engine on the same file, made on first use
+        and disposed with the store (an in-memory store has none).
+        """
+        if self._engine is None:
+            if self.dialect == "sqlite" and self._backend.target.memory:  # type: ignore[union-attr]
+                raise StoreError(
+                    "an in-memory store has no SQLAlchemy engine: its database lives in the "
+                    "store's own connection"
+                )
+            self._engine = create_engine(self._url, **self._engine_options)
+            self._owns_engine = True
         return self._engine
 
-    # --- units of work ---------------------------------------------------------------------
+    # --- where units of work run -----------------------------------------------------------
 
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a read transaction, released at the end of the block."""
-        async with self._engine.begin() as conn:
-            yield conn
+    def _transaction_of_task(self, writing: bool) -> Transaction | None:
+        """The open transaction this call belongs to, if it is made inside one's block."""
+        if self._closed:
+            raise StoreClosedError()
+        active = _active.get()
+        if active is None or active.store is not self:
+            return None
+        if active.owner is asyncio.current_task():
+            return active.transaction
+        if writing or (self.dialect == "sqlite" and self._backend.target.memory):  # type: ignore[union-attr]
+            # A task started inside the block would wait for the block, which may wait for it.
+            raise StoreError(
+                "this call was made by another task inside a store.transaction() block; "
+                "use the block's own repositories (tx.sessions, tx.conversations, …) from the "
+                "task that opened it"
+            )
+        return None
 
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a write transaction, committed at the end of the block."""
-        async with self._write_engine.begin() as conn:
-            yield conn
+    async def read(self, unit: Unit[T], *, snapshot: bool = False) -> T:
+        """Run a read unit of work (for repositories)."""
+        transaction = self._transaction_of_task(writing=False)
+        if transaction is not None:
+            return await transaction.read(unit, snapshot=snapshot)
+        return await self._backend.read(unit, snapshot=snapshot)
 
-    def driver(self) -> AbstractAsyncContextManager[Driver] | None:
-        """The hot paths' way in: a pooled connection's own aiosqlite or asyncpg connection.
+    async def write(self, unit: Unit[T], *, lock_keys: Sequence[str] = ()) -> T:
+        """Run a write unit of work in its own transaction (for repositories)."""
+        transaction = self._transaction_of_task(writing=True)
+        if transaction is not None:
+            return await transaction.write(unit, lock_keys=lock_keys)
+        return await self._backend.write(unit, lock_keys=lock_keys)
 
-        A statement sent straight to the driver is one hand-off instead of SQLAlchemy's
-        several (FINDINGS.md). On SQLite it runs in autocommit, which SQLite makes atomic —
-        a writing statement takes the write lock before it reads.
-        """
-        return self._leases.driver()
+    async def append(self, request: AppendRequest) -> Outcome:
+        """Append a request's events, group-committed with the others waiting (for repositories)."""
+        transaction = self._transaction_of_task(writing=True)
+        if transaction is not None:
+            return await transaction.append(request)
+        return await self._groups.append(request)
 
-    @asynccontextmanager
+    async def _write_group(self, group: list[AppendRequest]) -> list[Outcome]:
+        if self._closed and self._closing is None:
+            raise StoreClosedError()
+        keys = sorted({key for request in group for key in request.claude_ids})
+        return await self._backend.write(_append_unit(group), lock_keys=keys)
+
+    @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """Group repository calls: all of them commit at the end of the block, or none.
 
         ``async with store.transaction() as tx: await tx.sessions.create(...)``. The
-        transaction is a write transaction from its start (on SQLite ``BEGIN IMMEDIATE``).
-        Use it from one task only.
+        transaction is a write transaction from its start (on SQLite ``BEGIN IMMEDIATE``;
+        other writers of this store wait for the block). Calls made on the store itself
+        from the same task inside the block run in the transaction too. Use it from one
+        task only; blocks do not nest.
         """
-        async with self._write_engine.begin() as conn:
-            yield Transaction(conn, self.dialect_name)
+        if self._transaction_of_task(writing=True) is not None:
+            raise StoreError("store.transaction() blocks do not nest")
+        async with self._backend.transaction() as runner:
+            transaction = Transaction(runner, self.dialect)
+            token = _active.set(_Active(self, transaction, asyncio.current_task()))
+            try:
+                yield transaction
+            finally:
+                transaction._open = False
+                _active.reset(token)
 
     # --- the seed's API: sessions ----------------------------------------------------------
 
@@ -431,38 +656,27 @@ class Store(_Repositories):
         return await self.settings.update(settings)
 
 
-def _prepare_schema(connection: Connection, migrate: bool, backup: bool) -> None:
-    """Bring the schema to the newest revision, or refuse with a clear error.
-
-    Every refusal happens before anything is written: a foreign file, a schema newer than
-    this code, or (with ``migrate=False``) an hld file or an old revision stays as it was.
-    """
-    state = migrations.inspect_state(connection)
-    head = migrations.head_revision()
-    where = safe_url(connection.engine.url)
-    if state.kind == "foreign":
+async def adopt_file(path: str | os.PathLike[str], *, backup: bool = True) -> AdoptionReport:
+    """Adopt the hld database at ``path`` in place (``agentstore adopt``); returns what was
+    done. Refuses, changing nothing, anything that is not an hld database."""
+    if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+        raise InvalidValueError("adopt needs the path of an hld database file")
+    resolved = opening.resolve_target(os.fspath(path) if "://" not in os.fspath(path) else path)
+    target = resolved.sqlite
+    if target is None or target.path is None:
+        raise DatabaseError(f"{path} is not an SQLite file; hld databases are SQLite files")
+    if not opening.file_exists(target, create=False):
+        raise DatabaseError(f"{target.path} does not exist. Nothing was changed.")
+    state = opening.inspect_sqlite_file(target)
+    if state.kind != "hld":
         raise DatabaseError(
-            f"{where} holds tables that are neither agentstore's nor hld's; it was left untouched"
+            f"{target.path} is not an hld database to adopt (found: {state.kind}"
+            + (f" at revision {state.revision}" if state.revision else "")
+            + "). Nothing was changed."
         )
-    if state.kind == "agentstore" and state.revision == head:
-        migrations.ensure_wal(connection)
-        return
-    if state.revision is not None and not migrations.is_known_revision(state.revision):
-        raise SchemaTooNewError(
-            f"{where} is at schema revision {state.revision!r}, newer than this agentstore "
-            f"knows (newest: {head!r}); upgrade agentstore. The database was left untouched."
-        )
-    if not migrate:
-        if state.kind == "hld":
-            raise LegacyDatabaseError(
-                f"{where} is an hld database (schema version {state.hld_version}) that "
-                "agentstore has not adopted yet; open it with migrate=True (or run "
-                "`agentstore adopt`). Nothing was changed."
-            )
-        raise MigrationRequiredError(
-            f"{where} is at revision {state.revision!r}, not {head!r}; open with migrate=True "
-            "or run `alembic upgrade head`. Nothing was changed."
-        )
-    # An hld database is adopted on the way (agentstore.adopt, from the migration environment).
-    migrations.upgrade(connection, "head", backup=backup)
-    migrations.ensure_wal(connection)  # only once nothing can be refused any more
+    store = await Store.open(resolved.url, backup=backup)
+    try:
+        assert store.adoption is not None
+        return store.adoption
+    finally:
+        await store.close()

@@ -1,11 +1,11 @@
-"""Column types: UTC timestamps in hld's text formats, JSON values, and hld's plain strings.
+"""Column types, and the one table of how each type's values go to a driver and come back.
 
 On SQLite every value is stored the way hld (go-sqlite3) can read it back:
 
 * timestamps are TEXT in columns *declared* ``TIMESTAMP`` or ``DATETIME`` (go-sqlite3 only
   parses a column as a time when its declared type is exactly one of those), written as
-  ``2025-01-15 10:30:00.123456+00:00`` — always UTC, always six fraction digits, so that the
-  text of every timestamp agentstore writes sorts in instant order;
+  ``2025-01-15 10:30:00.123456+00:00`` — six fraction digits, in UTC where hld writes
+  ``CURRENT_TIMESTAMP`` and in local time where hld writes a Go time (``local=True``);
 * strings that hld scans into a Go ``string`` are ``''``, never NULL;
 * booleans are 0/1.
 
@@ -16,11 +16,19 @@ INTEGER. Python's ``datetime`` holds microseconds, so a nanosecond fraction read
 truncated to the microsecond; the stored text is never rewritten unless the row is updated.
 
 On PostgreSQL the natural types are used: ``timestamptz``, ``boolean``, ``json``.
+
+:func:`codec` is the single definition of each conversion: the TypeDecorators below use it
+when SQLAlchemy runs a statement (Alembic, ``store.engine``), and the store's own data path
+(:mod:`agentstore.db`) generates its row encoders and builders from it.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -32,16 +40,22 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FunctionElement
 
 __all__ = [
+    "Codec",
     "EmptyText",
+    "EnumText",
     "Flag",
     "Int64",
     "JSONValue",
     "UTCDateTime",
+    "codec",
+    "dump_json",
     "format_local_timestamp",
     "format_timestamp",
     "instant",
     "instant_key",
     "parse_timestamp",
+    "read_timestamp",
+    "to_utc",
     "utcnow",
 ]
 
@@ -53,11 +67,32 @@ def utcnow() -> datetime:
 
 def format_timestamp(value: datetime) -> str:
     """The text agentstore stores on SQLite: UTC, six fraction digits, ``+00:00``."""
-    if value.tzinfo is None:
+    if value.utcoffset() is None:
         raise ValueError("naive datetime: agentstore stores aware datetimes only")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(sep=" ", timespec="microseconds")
+
+
+def format_local_timestamp(value: datetime) -> str:
+    """The text hld itself binds for a Go ``time.Time``: the machine's local time and offset.
+
+    Used for the columns hld fills from Go times and compares as text (a session's times, an
+    approval's ``created_at``): written in the same offset as hld's own rows, agentstore's
+    rows compare and sort correctly in hld too. Six fraction digits, like every agentstore time.
+    """
+    if value.utcoffset() is None:
+        raise ValueError("naive datetime: agentstore stores aware datetimes only")
+    try:
+        local = value.astimezone()
+    except (OverflowError, ValueError):  # near year 1 or 9999
+        return format_timestamp(value)
+    offset = local.utcoffset()
+    if offset is None or offset.seconds % 60 or offset.microseconds:
+        # Historic offsets with seconds (-00:44:30) are text neither SQLite nor go-sqlite3
+        # can read as a time: use UTC then.
+        return format_timestamp(value)
+    return local.isoformat(sep=" ", timespec="microseconds")
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -80,15 +115,13 @@ def parse_timestamp(value: object) -> datetime | None:
             return None
     elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = value / 1000 if value > 1e12 else value
-        return datetime.fromtimestamp(seconds, UTC)
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     else:
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-_fromisoformat = datetime.fromisoformat
+    return _safe_to_utc(parsed)
 
 
 def to_utc(parsed: datetime) -> datetime:
@@ -99,6 +132,16 @@ def to_utc(parsed: datetime) -> datetime:
     return parsed.replace(tzinfo=UTC) if zone is None else parsed.astimezone(UTC)
 
 
+_fromisoformat = datetime.fromisoformat
+
+
+def _safe_to_utc(parsed: datetime) -> datetime | None:
+    try:
+        return to_utc(parsed)
+    except OverflowError:  # an offset that moves it past year 1 or 9999
+        return None
+
+
 def read_timestamp(value: object) -> datetime | None:
     """:func:`parse_timestamp`, with a fast path for the text agentstore itself writes."""
     if value.__class__ is str:
@@ -106,8 +149,115 @@ def read_timestamp(value: object) -> datetime | None:
             parsed = _fromisoformat(value)  # type: ignore[arg-type,unused-ignore]
         except ValueError:
             return parse_timestamp(value)
-        return to_utc(parsed)
+        return _safe_to_utc(parsed)
     return parse_timestamp(value)
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON text, non-ASCII kept as is (hld's ``encoding/json`` does the same)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def load_json(value: Any) -> Any:
+    """A stored JSON text as its value; NULL and ``''`` read as None."""
+    if value is None or value == "":
+        return None
+    return json.loads(value)
+
+
+# --- the codec table ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """How one column type's values go to one driver and come back.
+
+    ``encode``/``decode`` are None where the driver's value is the Python value. The
+    ``*_expr`` forms are the same conversions as Python expressions over ``{v}``, for the
+    generated row encoders and builders (a call per value is what made them slow); each
+    names only helpers listed in :data:`CODEC_HELPERS`.
+    """
+
+    encode: Callable[[Any], Any] | None = None
+    decode: Callable[[Any], Any] | None = None
+    encode_expr: str = "{v}"
+    decode_expr: str = "{v}"
+    decode_lines: str | None = None
+    """Statements that decode ``{v}`` in place, faster than ``decode_expr`` where given."""
+
+
+def _flag_sqlite(value: Any) -> Any:
+    return None if value is None else (1 if value else 0)
+
+
+def _optional_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _utc_datetime(value: Any) -> Any:
+    # asyncpg returns timestamptz as an aware UTC datetime already.
+    return value if value is None or value.tzinfo is UTC else value.astimezone(UTC)
+
+
+CODEC_HELPERS: Final[dict[str, Any]] = {
+    "_fmt_ts": format_timestamp,
+    "_fmt_local_ts": format_local_timestamp,
+    "_read_ts": read_timestamp,
+    "_fromiso": _fromisoformat,
+    "_to_utc": _safe_to_utc,
+    "_UTC": UTC,
+    "_dump_json": dump_json,
+    "_load_json": load_json,
+}
+"""The names the ``*_expr`` forms of the codecs may use (generated code's globals)."""
+
+_IDENTITY: Final = Codec()
+_EMPTY_TEXT: Final = Codec(
+    decode=lambda v: "" if v is None else v, decode_expr="('' if {v} is None else {v})"
+)
+_FLAG_SQLITE: Final = Codec(
+    encode=_flag_sqlite,
+    decode=lambda v: True if v else False,
+    encode_expr="(None if {v} is None else (1 if {v} else 0))",
+    decode_expr="(True if {v} else False)",
+)
+_FLAG_PG: Final = Codec(
+    decode=lambda v: True if v else False, decode_expr="(True if {v} else False)"
+)
+_OPTIONAL_BOOL_SQLITE: Final = Codec(
+    encode=_flag_sqlite,
+    decode=_optional_bool,
+    encode_expr="(None if {v} is None else (1 if {v} else 0))",
+    decode_expr="(None if {v} is None else {v} == 1)",
+)
+_JSON: Final = Codec(
+    encode=dump_json,
+    decode=load_json,
+    encode_expr="_dump_json({v})",
+    decode_expr="_load_json({v})",
+)
+_JSON_PG: Final = Codec(encode=dump_json, encode_expr="_dump_json({v})")
+
+
+def codec(type_: sa.types.TypeEngine[Any], dialect: str) -> Codec:
+    """The codec of a column type on ``dialect`` (``"sqlite"`` or ``"postgresql"``)."""
+    if isinstance(type_, UTCDateTime):
+        return type_.codec(dialect)
+    if isinstance(type_, EnumText):
+        return type_.codec(dialect)
+    if isinstance(type_, EmptyText):
+        return _EMPTY_TEXT
+    if isinstance(type_, Flag):
+        return _FLAG_SQLITE if dialect == "sqlite" else _FLAG_PG
+    if isinstance(type_, sa.Boolean):
+        return _OPTIONAL_BOOL_SQLITE if dialect == "sqlite" else _IDENTITY
+    if isinstance(type_, JSONValue):
+        # SQLAlchemy's asyncpg connections decode json themselves (and take text in).
+        return _JSON if dialect == "sqlite" else _JSON_PG
+    return _IDENTITY
+
+
+# --- column types ---------------------------------------------------------------------------
 
 
 class _DeclaredText(sa.types.UserDefinedType[str]):
@@ -126,25 +276,17 @@ Int64: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """Go's ``int``/``int64``: ``bigint`` on PostgreSQL; on SQLite hld's ``INTEGER`` (64-bit there)."""
 
 
-def format_local_timestamp(value: datetime) -> str:
-    """The text hld itself binds for a Go ``time.Time``: the machine's local time and offset.
-
-    Used for the columns hld fills from Go times and compares as text (a session's times, an
-    approval's ``created_at``): written in the same offset as hld's own rows, agentstore's
-    rows compare and sort correctly in hld too. Six fraction digits, like every agentstore time.
-    """
-    if value.tzinfo is None:
-        raise ValueError("naive datetime: agentstore stores aware datetimes only")
-    try:
-        local = value.astimezone()
-    except (OverflowError, ValueError):  # near year 1 or 9999
-        return format_timestamp(value)
-    offset = local.utcoffset()
-    if offset is None or offset.seconds % 60 or offset.microseconds:
-        # Historic offsets with seconds (-00:44:30) are text neither SQLite nor go-sqlite3
-        # can read as a time: use UTC then.
-        return format_timestamp(value)
-    return local.isoformat(sep=" ", timespec="microseconds")
+# The text agentstore writes parses in one call; anything else (Go's forms, NULL, integers)
+# goes through read_timestamp. A local-time text is parsed once, then moved to UTC.
+_DECODE_TS_LINES: Final = """\
+try:
+    {v} = _fromiso({v})
+except (ValueError, TypeError):
+    {v} = _read_ts({v})
+else:
+    if {v}.tzinfo is not _UTC:
+        {v} = _to_utc({v})
+"""
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -165,6 +307,28 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         self.declared = declared
         self.local = local
 
+    def codec(self, dialect: str) -> Codec:
+        if dialect != "sqlite":
+            return Codec(
+                decode=_utc_datetime,
+                decode_expr="({v} if {v} is None or {v}.tzinfo is _UTC else {v}.astimezone(_UTC))",
+            )
+        if self.local:
+            return Codec(
+                encode=format_local_timestamp,
+                decode=read_timestamp,
+                encode_expr="(None if {v} is None else _fmt_local_ts({v}))",
+                decode_expr="_read_ts({v})",
+                decode_lines=_DECODE_TS_LINES,
+            )
+        return Codec(
+            encode=format_timestamp,
+            decode=read_timestamp,
+            encode_expr="(None if {v} is None else _fmt_ts({v}))",
+            decode_expr="_read_ts({v})",
+            decode_lines=_DECODE_TS_LINES,
+        )
+
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(_DeclaredText(self.declared))
@@ -175,11 +339,10 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"expected a datetime, got {type(value).__name__}")
-        if dialect.name == "sqlite":
-            return format_local_timestamp(value) if self.local else format_timestamp(value)
-        if value.tzinfo is None:
+        if value.utcoffset() is None:
             raise ValueError("naive datetime: agentstore stores aware datetimes only")
-        return value.astimezone(UTC)
+        encode = self.codec(dialect.name).encode
+        return encode(value) if encode is not None else value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return read_timestamp(value)
@@ -205,6 +368,58 @@ class EmptyText(sa.types.TypeDecorator[str]):
         return "" if value is None else str(value)
 
 
+class EnumText(sa.types.TypeDecorator[str]):
+    """A status or kind stored as hld's text, read back as the StrEnum member it names.
+
+    Text that names no member (a value a newer hld wrote, say) reads back as plain text;
+    ``empty`` columns read NULL as ``''`` (hld's plain strings).
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def __init__(self, enum_class: type[enum.StrEnum], empty: bool = False) -> None:
+        super().__init__()
+        self.enum_class = enum_class
+        self.empty = empty
+        self.members: dict[str, enum.StrEnum] = {m.value: m for m in enum_class}
+
+    def codec(self, dialect: str) -> Codec:
+        members = self.members
+        empty = self.empty
+        table = f"_members_{self.enum_class.__name__}"
+        CODEC_HELPERS[table] = members  # what the generated builders look members up in
+
+        def decode(value: Any) -> Any:
+            if value is None:
+                return "" if empty else None
+            return members.get(value, value)
+
+        null = "''" if empty else "None"
+        return Codec(
+            encode=_plain_text,
+            decode=decode,
+            encode_expr="_plain_text({v})",
+            decode_expr=f"({null} if {{v}} is None else {table}.get({{v}}, {{v}}))",
+        )
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return _plain_text(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        decode = self.codec(dialect.name).decode
+        assert decode is not None
+        return decode(value)
+
+
+def _plain_text(value: Any) -> Any:
+    """A StrEnum member as its plain ``str`` value (what the drivers bind)."""
+    return value if value is None or value.__class__ is str else str.__str__(value)
+
+
+CODEC_HELPERS["_plain_text"] = _plain_text
+
+
 class Flag(sa.types.TypeDecorator[bool]):
     """hld's Go ``bool``: 0/1 (``boolean`` on PostgreSQL); NULL, as hld reads it, is False."""
 
@@ -219,7 +434,8 @@ class JSONValue(sa.types.TypeDecorator[Any]):
     """A decoded JSON value; compact JSON text on SQLite, ``json`` on PostgreSQL.
 
     ``json`` (not ``jsonb``) keeps the text as written, key order included, like hld's
-    ``json.RawMessage``.
+    ``json.RawMessage``. JSON keeps what JSON can: object keys are text, so ``{1: 'a'}``
+    reads back as ``{'1': 'a'}``, and tuples read back as lists.
     """
 
     impl = sa.Text
@@ -238,7 +454,7 @@ class JSONValue(sa.types.TypeDecorator[Any]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if dialect.name == "postgresql" or value is None:
             return value
-        return json.loads(value) if value != "" else None
+        return load_json(value)
 
     def compare_against_backend(
         self, dialect: Dialect, conn_type: sa.types.TypeEngine[Any]
@@ -248,9 +464,12 @@ class JSONValue(sa.types.TypeDecorator[Any]):
         return None
 
 
-def dump_json(value: Any) -> str:
-    """Compact JSON text, non-ASCII kept as is (hld's ``encoding/json`` does the same)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def is_finite(value: float) -> bool:
+    """Whether a float is storable alike on both backends (NaN and infinities are not)."""
+    return math.isfinite(value)
+
+
+# --- ordering by instant ------------------------------------------------------------------
 
 
 class _Instant(FunctionElement[Any]):

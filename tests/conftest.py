@@ -20,9 +20,9 @@ from agentstore import Store
 
 POSTGRES_URL = os.environ.get("AGENTSTORE_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hld"
-if not FIXTURES.exists():  # a CI clone has shared/ beside it, as the work tree does
-    FIXTURES = Path(os.environ.get("AGENTSTORE_HLD_FIXTURES", "../shared/fixtures/hld")).resolve()
+# hld-written databases (copied from the project's shared fixtures, with their README):
+# the suite carries what it tests with, so a clone passes with nothing beside it.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "hld"
 
 
 @asynccontextmanager
@@ -77,7 +77,7 @@ async def store(db_url: str) -> AsyncIterator[Store]:
 
 @pytest.fixture
 def hld_fixtures() -> Path:
-    """The folder of hld-written databases (``shared/fixtures/hld``)."""
+    """The folder of hld-written databases (``tests/fixtures/hld``); copy before opening."""
     if not FIXTURES.exists():
         pytest.fail(f"hld fixtures not found at {FIXTURES}")
     return FIXTURES

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentstore import ConversationEvent, Store
-from agentstore.adopt import adopt_file
+from agentstore import ConversationEvent, Store, adopt_file
 from agentstore.errors import LegacyDatabaseError
 from agentstore.types import parse_timestamp
 

@@ -386,12 +386,12 @@ async def test_cancelled_calls_never_undo_a_later_acknowledged_append(tmp_path: 
         await store.close()
 
 
-async def test_a_call_waiting_for_a_connection_gets_one_when_busy_ones_are_interrupted(
+async def test_reads_go_on_while_writes_wait_for_another_process_and_close_ends_all(
     tmp_path: Path,
 ) -> None:
-    # Both lent connections are stuck behind another process's write lock and a read waits
-    # for one; when the stuck calls are cancelled, the waiting read must get a connection
-    # (a fresh one) at once, not after the busy_timeout, and close() must leave nothing open.
+    # Appends are stuck behind another process's write lock (and their callers give up);
+    # reads run on their own connections meanwhile, at once, not after the busy timeout.
+    # Once the lock is released, close() finishes the queued writes and leaves no thread.
     import sqlite3
     import threading
 
@@ -411,17 +411,15 @@ async def test_a_call_waiting_for_a_connection_gets_one_when_busy_ones_are_inter
             for _ in range(2)
         ]
         await asyncio.sleep(0.1)
-        read = asyncio.create_task(store.get_session_conversation("s1"))
-        await asyncio.sleep(0.1)
-        assert not read.done()
+        assert not any(task.done() for task in stuck)
+        assert await asyncio.wait_for(store.get_session_conversation("s1"), 5) == []
         for task in stuck:
             task.cancel()
-        assert await asyncio.wait_for(read, 5) == []
     finally:
         other.execute("ROLLBACK")
         other.close()
         await store.close()
-    for _ in range(50):  # the interrupted connections settle, then close
+    for _ in range(50):
         if threading.active_count() <= threads_before:
             break
         await asyncio.sleep(0.1)

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from agentstore import ConversationEvent, Session, Store
+from agentstore.db import lock_key
 from agentstore.errors import DatabaseError
-from agentstore.repos._appends import lock_key
 
 
 def _free_port() -> int:
@@ -58,12 +58,12 @@ async def test_pool_options_pass_through_and_survive_a_dropped_connection(db_url
         await store.close()
 
 
-# --- PostgreSQL leases: warm connections for the hot paths ---------------------------------
+# --- PostgreSQL workers: warm connections for the hot paths --------------------------------
 
 
 @pytest.fixture
 async def pg_store(postgres_url: str) -> AsyncIterator[Store]:
-    store = await Store.open(postgres_url)  # the default pool: room for the leases
+    store = await Store.open(postgres_url)
     try:
         await store.create_session(Session(id="s1", run_id="r1", query="q", claude_session_id="c1"))
         yield store
@@ -81,27 +81,29 @@ def _count_checkouts(store: Store) -> list[int]:
     return checkouts
 
 
-async def test_hot_calls_reuse_a_warm_lease_and_a_cold_one_goes_back_to_the_pool(
+async def test_busy_calls_keep_a_connection_and_an_idle_worker_gives_it_back(
     pg_store: Store,
 ) -> None:
-    await pg_store.get_session("s1")  # the lease exists now
+    await pg_store.get_session("s1")  # a worker holds a connection now
     checkouts = _count_checkouts(pg_store)
     for _ in range(20):
         await pg_store.get_session("s1")
     assert checkouts[0] == 0  # no pool round trip (and no pre-ping) per call
 
-    pg_store._leases._idle_limit = 0.0  # every lease is cold at once
+    pg_store._backend._linger = 0.01  # type: ignore[union-attr]
+    await pg_store.get_session("s1")  # the worker's next wait for a job uses the new linger
     for _ in range(5):
+        await asyncio.sleep(0.1)  # idle: the worker gives its connection back to the pool
         await pg_store.get_session("s1")
     assert checkouts[0] >= 5  # each call checked out through the pool, pre-ping included
 
 
-async def test_a_lease_the_server_closed_is_not_lent_again(pg_store: Store) -> None:
+async def test_a_connection_the_server_closed_is_not_used_again(pg_store: Store) -> None:
     await pg_store.get_session("s1")
     await pg_store.add_conversation_event(
         ConversationEvent(session_id="s1", claude_session_id="c1", event_type="message")
     )
-    # The server ends every other connection, the warm leases included (as a restart
+    # The server ends every other connection, the workers' included (as a restart
     # would); the next calls get connections that work.
     async with pg_store.engine.connect() as conn:
         await conn.exec_driver_sql(
@@ -117,9 +119,9 @@ async def test_a_lease_the_server_closed_is_not_lent_again(pg_store: Store) -> N
     assert event.sequence == 2
 
 
-async def test_a_call_finding_every_lease_busy_does_not_wait_for_one(pg_store: Store) -> None:
-    # Two appends hold both leases, blocked on the Claude session's advisory lock, which
-    # another connection holds; a read must still go through at once.
+async def test_a_read_does_not_wait_for_appends_blocked_on_a_lock(pg_store: Store) -> None:
+    # Two appends wait for the Claude session's advisory lock, which another connection
+    # holds; a read must still go through at once, on another worker.
     async with pg_store.engine.connect() as blocker:
         await blocker.exec_driver_sql(
             f"SELECT pg_advisory_xact_lock({lock_key('c1')})"  # an int computed here
@@ -134,7 +136,6 @@ async def test_a_call_finding_every_lease_busy_does_not_wait_for_one(pg_store: S
         ]
         await asyncio.sleep(0.2)
         assert not any(task.done() for task in appends)
-        assert pg_store._leases._count == 2 and not pg_store._leases._idle
         session = await asyncio.wait_for(pg_store.get_session("s1"), timeout=10)
         assert session.query == "q"
         await blocker.commit()  # releases the advisory lock

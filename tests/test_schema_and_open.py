@@ -225,7 +225,7 @@ async def test_every_pooled_connection_is_configured(tmp_path: Path) -> None:
                 ]
                 assert pragmas[0] == 1
                 assert pragmas[1] == "wal"
-                assert pragmas[2] == 1  # NORMAL
+                assert pragmas[2] == 2  # FULL, as hld runs
                 assert isinstance(pragmas[3], int) and pragmas[3] >= 5000
                 await conn.rollback()
         finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agentstore import (
@@ -85,8 +87,9 @@ async def test_calls_commit_together(store: Store) -> None:
             "three",
         ]
         assert (await tx.approvals.get("a1")).status == "pending"
-        # ...and outside it nothing is, until the block commits.
-        await _nothing_stored(store)
+        # ...and outside it (another task: the block's own task reads inside it) nothing
+        # is, until the block commits.
+        await asyncio.create_task(_nothing_stored(store))
 
     assert (await store.get_session("s1")).claude_session_id == "c1"
     conversation = await store.get_conversation("c1")

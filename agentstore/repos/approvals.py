@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
+from agentstore.db import Conn, Query, Statement, bind
 from agentstore.errors import (
     AlreadyDecidedError,
+    ConstraintError,
     DuplicateError,
     InvalidStatusError,
     InvalidValueError,
     NotFoundError,
 )
 from agentstore.models import Approval, ApprovalStatus
-from agentstore.repos._base import Database, build, build_all
-from agentstore.repos._errors import integrity_kind
+from agentstore.repos._base import Database, all_of, first_of
 from agentstore.types import instant, utcnow
-from agentstore.validation import check_enum, check_row, require_id
+from agentstore.validation import check_enum, check_row, check_text, require_id, require_str
 
 __all__ = ["ApprovalRepo"]
 
@@ -27,11 +27,13 @@ _STORABLE = (ApprovalStatus.PENDING, ApprovalStatus.APPROVED, ApprovalStatus.DEN
 _DECISIONS = (ApprovalStatus.APPROVED, ApprovalStatus.DENIED)
 
 
-def _status(value: object, allowed: tuple[ApprovalStatus, ...]) -> str:
-    status = check_enum(ApprovalStatus, value, "approval status")
+def _status(value: object, allowed: tuple[ApprovalStatus, ...]) -> ApprovalStatus:
+    status: ApprovalStatus = check_enum(ApprovalStatus, value, "approval status")
     if status not in allowed:
         names = ", ".join(s.value for s in allowed)
-        raise InvalidStatusError(f"approval status {status!r} is not allowed here; use {names}")
+        raise InvalidStatusError(
+            f"approval status {status.value!r} is not allowed here; use {names}"
+        )
     return status
 
 
@@ -48,43 +50,37 @@ class ApprovalRepo:
         denied, :class:`DuplicateError` if the id exists (the stored one is kept) and
         :class:`NotFoundError` if its session does not exist.
         """
-        require_id(approval.id, "Approval.id")
-        require_id(approval.session_id, "Approval.session_id")
+        if not isinstance(approval, Approval):
+            raise InvalidValueError(f"expected an Approval, got {type(approval).__name__}")
         values = check_row(approval)
-        values["status"] = approval.status = _status(approval.status, _STORABLE)
-        if values["tool_input"] is None and self._db.dialect_name == "postgresql":
-            # The column is NOT NULL (hld's schema): store JSON ``null``, not SQL NULL, as
-            # SQLite does; it reads back as None on both backends.
-            values["tool_input"] = sa.JSON.NULL
-        async with self._db.writing() as conn:
+        require_id(values["id"], "Approval.id")
+        require_id(values["session_id"], "Approval.session_id")
+        _status(values["status"], _STORABLE)
+
+        async def unit(conn: Conn) -> None:
             try:
-                await conn.execute(sa.insert(T), values)
-            except IntegrityError as exc:
-                kind = integrity_kind(exc)
-                if kind == "foreign_key":
+                await conn.execute(_INSERT, values)
+            except ConstraintError as exc:
+                if exc.kind == "foreign_key":
                     raise NotFoundError("session", approval.session_id) from exc
-                if kind == "unique":
+                if exc.kind in ("unique", "primary_key"):
                     raise DuplicateError("approval", approval.id) from exc
                 raise
+
+        await self._db.write(unit)
         return approval
 
     async def get(self, approval_id: str) -> Approval:
         """The approval with this id; raises :class:`NotFoundError` if there is none."""
-        async with self._db.reading() as conn:
-            row = (await conn.execute(sa.select(T).where(T.c.id == approval_id))).first()
-        if row is None:
+        found = await first_of(self._db, _BY_ID, {"id": require_str(approval_id, "approval_id")})
+        if found is None:
             raise NotFoundError("approval", approval_id)
-        return build(Approval, row._mapping)
+        return found
 
     async def pending(self, session_id: str) -> list[Approval]:
         """The session's pending approvals, oldest first; ``[]`` if none."""
-        stmt = (
-            sa.select(T)
-            .where(T.c.session_id == session_id, T.c.status == ApprovalStatus.PENDING.value)
-            .order_by(instant(T.c.created_at).asc(), T.c.id.asc())
-        )
-        async with self._db.reading() as conn:
-            return build_all(Approval, await conn.execute(stmt))
+        values = {"session_id": require_str(session_id, "session_id")}
+        return await all_of(self._db, _PENDING, values)
 
     async def decide(self, approval_id: str, status: str, comment: str = "") -> Approval:
         """Approve or deny a pending approval, in one atomic statement; returns it decided.
@@ -94,26 +90,63 @@ class ApprovalRepo:
         approval and :class:`InvalidStatusError` unless ``status`` is approved or denied.
         """
         decision = _status(status, _DECISIONS)
+        approval_id = require_str(approval_id, "approval_id")
         if not isinstance(comment, str):
             raise InvalidValueError(f"comment must be a string, got {type(comment).__name__}")
-        stmt = (
-            sa.update(T)
-            .where(T.c.id == approval_id, T.c.status == ApprovalStatus.PENDING.value)
-            .values(status=decision, comment=comment, responded_at=utcnow())
-            .returning(*T.c)
-        )
-        async with self._db.writing() as conn:
-            row = (await conn.execute(stmt)).first()
-            if row is None:
-                current = (
-                    await conn.execute(sa.select(T.c.status).where(T.c.id == approval_id))
-                ).scalar()
-                if current is None:
-                    raise NotFoundError("approval", approval_id)
-                raise AlreadyDecidedError(approval_id, str(current))
-        return build(Approval, row._mapping)
+        values = {
+            "id": approval_id,
+            "status": decision,
+            "comment": check_text(comment, "comment"),
+            "responded_at": utcnow(),
+        }
+
+        async def unit(conn: Conn) -> Approval | str | None:
+            decided: list[Approval] = await conn.models(_DECIDE, values)
+            if decided:
+                return decided[0]
+            current = await conn.rows(_STATUS_OF, values)
+            return str(current[0][0]) if current else None
+
+        outcome = await self._db.write(unit)
+        if outcome is None:
+            raise NotFoundError("approval", approval_id)
+        if isinstance(outcome, str):
+            raise AlreadyDecidedError(approval_id, outcome)
+        return outcome
 
     async def count(self) -> int:
         """How many approvals are stored."""
-        async with self._db.reading() as conn:
-            return int((await conn.execute(sa.select(sa.func.count()).select_from(T))).scalar_one())
+
+        async def unit(conn: Conn) -> int:
+            return int((await conn.rows(_COUNT))[0][0])
+
+        return await self._db.read(unit)
+
+
+# --- statements -----------------------------------------------------------------------------
+
+_INSERT = Statement(sa.insert(T).values({c.key: bind(c.key, c) for c in T.columns}))
+_ID = sa.bindparam("id", type_=sa.Text())
+_BY_ID = Query(Approval, sa.select(T).where(T.c.id == _ID).limit(1))
+_PENDING = Query(
+    Approval,
+    sa.select(T)
+    .where(
+        T.c.session_id == sa.bindparam("session_id", type_=sa.Text()),
+        T.c.status == ApprovalStatus.PENDING.value,
+    )
+    .order_by(instant(T.c.created_at).asc(), T.c.id.asc()),
+)
+# The compare-and-set: only a pending approval is decided, and it is read back at once.
+_DECIDE: Query[Any] = Query(
+    Approval,
+    sa.update(T)
+    .where(T.c.id == _ID, T.c.status == ApprovalStatus.PENDING.value)
+    .values(
+        status=bind("status", T.c.status),
+        comment=bind("comment", T.c.comment),
+        responded_at=bind("responded_at", T.c.responded_at),
+    ),
+)
+_STATUS_OF = Statement(sa.select(T.c.status).where(T.c.id == _ID))
+_COUNT = Statement(sa.select(sa.func.count()).select_from(T))

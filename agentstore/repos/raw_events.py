@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import cast
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
-from agentstore.errors import InvalidValueError, NotFoundError
+from agentstore.db import Conn, Query, Statement, bind
+from agentstore.errors import ConstraintError, InvalidValueError, NotFoundError
 from agentstore.models import RawEvent
-from agentstore.repos._base import Database, build_all
+from agentstore.repos._base import Database, all_of
 from agentstore.types import utcnow
-from agentstore.validation import require_id
+from agentstore.validation import check_text, require_id, require_str
 
 __all__ = ["RawEventRepo"]
 
@@ -32,24 +32,43 @@ class RawEventRepo:
         require_id(session_id, "session_id")
         if not isinstance(event_json, str):
             raise InvalidValueError(f"event_json must be str, got {type(event_json).__name__}")
-        event = RawEvent(session_id=session_id, event_json=event_json, created_at=utcnow())
-        async with self._db.writing() as conn:
+        event = RawEvent(
+            session_id=session_id,
+            event_json=check_text(event_json, "event_json"),
+            created_at=utcnow(),
+        )
+        values = {
+            "session_id": session_id,
+            "event_json": event.event_json,
+            "created_at": event.created_at,
+        }
+
+        async def unit(conn: Conn) -> int:
             try:
-                result = await conn.execute(
-                    sa.insert(T).returning(T.c.id),
-                    {
-                        "session_id": session_id,
-                        "event_json": event_json,
-                        "created_at": event.created_at,
-                    },
-                )
-            except IntegrityError as exc:
-                raise NotFoundError("session", session_id) from exc
-            event.id = int(result.scalar_one())
+                return int((await conn.rows(_INSERT, values))[0][0])
+            except ConstraintError as exc:
+                if exc.kind == "foreign_key":
+                    raise NotFoundError("session", session_id) from exc
+                raise
+
+        event.__dict__["id"] = await self._db.write(unit)
         return event
 
     async def list(self, session_id: str) -> list[RawEvent]:
         """The session's raw events in the order they were stored; ``[]`` if none."""
-        stmt = sa.select(T).where(T.c.session_id == session_id).order_by(T.c.id)
-        async with self._db.reading() as conn:
-            return build_all(RawEvent, await conn.execute(stmt))
+        return await all_of(
+            self._db, _OF_SESSION, {"session_id": require_str(session_id, "session_id")}
+        )
+
+
+_INSERT = Statement(
+    sa.insert(T)
+    .values({key: bind(key, T.c[key]) for key in ("session_id", "event_json", "created_at")})
+    .returning(T.c.id)
+)
+_OF_SESSION = Query(
+    RawEvent,
+    sa.select(T)
+    .where(T.c.session_id == sa.bindparam("session_id", type_=sa.Text()))
+    .order_by(T.c.id),
+)

@@ -6,9 +6,10 @@ from typing import cast
 
 import sqlalchemy as sa
 
+from agentstore.db import Conn, Query, Statement, bind
 from agentstore.errors import InvalidValueError
 from agentstore.models import UserSettings
-from agentstore.repos._base import Database, build
+from agentstore.repos._base import Database, first_of
 from agentstore.types import utcnow
 
 __all__ = ["SettingsRepo"]
@@ -24,11 +25,8 @@ class SettingsRepo:
 
     async def get(self) -> UserSettings:
         """The settings; the defaults (not stored) if the row is missing, as in the seed."""
-        async with self._db.reading() as conn:
-            row = (await conn.execute(sa.select(T).where(T.c.id == 1))).first()
-        if row is None:
-            return UserSettings()
-        return build(UserSettings, row._mapping)
+        found = await first_of(self._db, _GET, {})
+        return found if found is not None else UserSettings()
 
     async def update(self, settings: UserSettings) -> UserSettings:
         """Store ``advanced_providers`` and ``opt_in_telemetry``; ``updated_at`` becomes now.
@@ -36,20 +34,32 @@ class SettingsRepo:
         Returns the stored settings. Unlike the seed, a missing row is created rather than
         the update silently doing nothing.
         """
+        if not isinstance(settings, UserSettings):
+            raise InvalidValueError(f"expected UserSettings, got {type(settings).__name__}")
         if not isinstance(settings.advanced_providers, bool):
             raise InvalidValueError("UserSettings.advanced_providers must be bool")
         telemetry = settings.opt_in_telemetry
         if telemetry is not None and not isinstance(telemetry, bool):
             raise InvalidValueError("UserSettings.opt_in_telemetry must be bool or None")
-        now = utcnow()
         values = {
             "advanced_providers": settings.advanced_providers,
-            "opt_in_telemetry": settings.opt_in_telemetry,
-            "updated_at": now,
+            "opt_in_telemetry": telemetry,
+            "now": utcnow(),
         }
-        async with self._db.writing() as conn:
-            result = await conn.execute(sa.update(T).where(T.c.id == 1).values(**values))
-            if result.rowcount == 0:
-                await conn.execute(sa.insert(T).values(id=1, created_at=now, **values))
-            row = (await conn.execute(sa.select(T).where(T.c.id == 1))).one()
-        return build(UserSettings, row._mapping)
+
+        async def unit(conn: Conn) -> UserSettings:
+            if not await conn.execute(_UPDATE, values):
+                await conn.execute(_INSERT, values)
+            return (await conn.models(_GET))[0]
+
+        return await self._db.write(unit)
+
+
+_NOW = bind("now", T.c.updated_at)
+_FIELDS = {
+    "advanced_providers": bind("advanced_providers", T.c.advanced_providers),
+    "opt_in_telemetry": bind("opt_in_telemetry", T.c.opt_in_telemetry),
+}
+_GET = Query(UserSettings, sa.select(T).where(T.c.id == 1))
+_UPDATE = Statement(sa.update(T).where(T.c.id == 1).values(**_FIELDS, updated_at=_NOW))
+_INSERT = Statement(sa.insert(T).values(id=1, created_at=_NOW, updated_at=_NOW, **_FIELDS))

@@ -1,0 +1,103 @@
+"""What a unit of work sees: a connection with a handful of ``async`` methods.
+
+A *unit of work* is an ``async def unit(conn) -> result`` written once, against
+:class:`Conn`; the backends decide where it runs and wrap it in its transaction:
+
+* on SQLite the unit runs inside the thread that owns the connection, as one call: the
+  methods of :class:`~agentstore.db.sqlite.SQLiteConn` never suspend, so the coroutine runs
+  to its end in one step (:func:`run_to_end`), ``BEGIN IMMEDIATE … COMMIT`` included;
+* on PostgreSQL it runs in a task the store owns, on an asyncpg connection.
+
+Either way no caller's cancellation can stop a unit half-way: callers only wait for its
+result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, cast
+
+from agentstore.db.statements import Query, Statement
+from agentstore.models import Base, ConversationEvent
+
+__all__ = [
+    "APPEND_COLUMNS",
+    "Conn",
+    "Unit",
+    "lock_key",
+    "run_to_end",
+]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Base)
+
+EMPTY: Mapping[str, Any] = {}
+
+APPEND_COLUMNS: tuple[str, ...] = tuple(
+    c.key for c in ConversationEvent.__table__.columns if c.key not in ("id", "sequence")
+)
+"""The columns of an appended event's row, in the order the append statements take them."""
+
+
+class Conn(Protocol):
+    """A connection inside a transaction, as a unit of work uses it."""
+
+    dialect: str
+
+    async def rows(self, stmt: Statement, values: Mapping[str, Any] = EMPTY) -> list[Any]:
+        """Every row the statement returns, as the driver gives them."""
+        ...
+
+    async def models(self, query: Query[M], values: Mapping[str, Any] = EMPTY) -> list[M]:
+        """Every row of the query, built into models."""
+        ...
+
+    async def execute(self, stmt: Statement, values: Mapping[str, Any] = EMPTY) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        ...
+
+    async def append_events(
+        self, requests: Sequence[Sequence[tuple[Any, ...]]]
+    ) -> list[list[tuple[int, int]] | str]:
+        """Append each request's encoded rows (:data:`APPEND_COLUMNS` order) with the next
+        sequences of their Claude sessions, in request order.
+
+        Returns, per request, the ``(id, sequence)`` of each of its rows — or, for a request
+        naming a session that does not exist, that session's id: such a request is not
+        written at all, and the others are.
+        """
+        ...
+
+
+Unit = Callable[[Conn], Awaitable[T]]
+"""A unit of work: ``async def unit(conn) -> result``."""
+
+
+def run_to_end(awaitable: Awaitable[T]) -> T:
+    """Run a unit of work whose awaits never suspend (SQLite's), in the calling thread."""
+    coroutine = cast(Coroutine[Any, Any, T], awaitable)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a unit of work awaited something other than its SQLite connection")
+
+
+def lock_key(claude_session_id: str) -> int:
+    """The PostgreSQL advisory-lock key of a Claude session: a signed 64-bit hash of its id.
+
+    Computed here rather than by the server so that it can be sent inline with the BEGIN
+    (one round trip); every process and agentstore version derives the same key.
+    """
+    digest = hashlib.blake2b(claude_session_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def lock_statement(claude_session_ids: Sequence[str]) -> str:
+    """``SELECT pg_advisory_xact_lock(k)`` for each Claude session, in sorted key order so
+    that two transactions cannot deadlock. Integers only (computed above) go into this SQL."""
+    keys = sorted({lock_key(key) for key in claude_session_ids})
+    return "".join(f"; SELECT pg_advisory_xact_lock({key})" for key in keys)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from agentstore.db.sqlite import BUSY_TIMEOUT_MS
 from agentstore.errors import InvalidValueError
 
 __all__ = ["WRITE", "create_engine", "on_sqlite_begin", "resolve_url", "safe_url"]
@@ -60,8 +61,6 @@ def safe_url(url: URL | str) -> str:
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # The driver must not open transactions behind our back: we emit BEGIN ourselves.
-    from agentstore.db.sqlite import BUSY_TIMEOUT_MS
-
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:

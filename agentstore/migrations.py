@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
+from agentstore.adopt import heal_and_stamp
 from agentstore.engine import WRITE, on_sqlite_begin
 from agentstore.errors import DatabaseError
 
@@ -317,8 +318,6 @@ def adopt_legacy(connection: Connection, attributes: dict[str, Any]) -> None:
         return
     state = inspect_state(connection)
     if state.kind == "hld":
-        from agentstore.adopt import heal_and_stamp
-
         heal_and_stamp(
             connection,
             backup=attributes.get("agentstore_backup", True),

@@ -103,7 +103,7 @@ class Base(MappedAsDataclass, DeclarativeBase, kw_only=True, repr=False):
             # reading 10,000 events costs); SQLAlchemy's per-instance bookkeeping is then
             # attached the first time anything asks for it, e.g. on setting an attribute.
             if name == "_sa_instance_state":
-                type(self)._sa_class_manager.setup_instance(self)
+                sa.inspect(type(self)).class_manager.setup_instance(self)
                 return self.__dict__[name]
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 

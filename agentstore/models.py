@@ -504,10 +504,12 @@ class MCPServerConfig:
     """One MCP server of a launch config: stdio (``command``/``args``/``env``) or http."""
 
     command: str = ""
-    args: list[str] | None = None
-    env: dict[str, str] | None = dataclasses.field(default=None, repr=False)  # may hold tokens
+    # Arguments, environment, URL and headers may carry tokens (--token=…, ?token=…):
+    # none of them appears in a repr.
+    args: list[str] | None = dataclasses.field(default=None, repr=False)
+    env: dict[str, str] | None = dataclasses.field(default=None, repr=False)
     type: str = ""
-    url: str = ""
+    url: str = dataclasses.field(default="", repr=False)
     headers: dict[str, str] | None = dataclasses.field(default=None, repr=False)
 
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Generator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -22,11 +23,13 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentstore import opening
 from agentstore.adopt import AdoptionReport
 from agentstore.db import Conn, Unit
+from agentstore.db.errors import translate
 from agentstore.db.groups import AppendRequest, GroupCommit, Outcome
 from agentstore.db.postgres import PostgresBackend
 from agentstore.db.sqlite import SQLiteBackend, SQLiteTarget, create_file, remove_created
@@ -295,9 +298,13 @@ class Store(_Repositories):
                     raw, target, migrate=migrate, backup=backup, durability=durability
                 )
             )
-        except BaseException:
+        except BaseException as exc:
             await asyncio.shield(backend.close())
             remove_created(created)
+            if isinstance(exc, sqlite3.Error | SQLAlchemyError | OSError):
+                # A driver or migration error: named, its cause chained.
+                original = getattr(exc, "orig", None) or exc
+                raise translate(original, str(target.path or ":memory:")) from exc
             raise
         store = cls(
             backend,

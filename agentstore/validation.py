@@ -44,11 +44,35 @@ __all__ = [
     "row_encoder",
 ]
 
+KEY_BYTES: Final = 1024
+"""The most UTF-8 bytes an indexed text column (an id, a key, a title, a path) may hold.
+
+PostgreSQL refuses an index entry above ~2.7 KB; both backends accept the same values, so
+the limit holds on SQLite too. Text that is not indexed (contents, tool input) has none.
+"""
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 _Spec = tuple[tuple[str, str, bool], ...]  # (attribute, kind, nullable)
+
+
+@cache
+def indexed_text(cls: type[Base]) -> frozenset[str]:
+    """The text columns of ``cls`` that an index or a key holds (limited to KEY_BYTES)."""
+    table = cls.__table__
+    names: set[str] = set()
+    for index in table.indexes:
+        names.update(c.key for c in index.columns)
+    for constraint in table.constraints:
+        names.update(c.key for c in getattr(constraint, "columns", ()))
+    kinds = {name: kind for name, kind, _ in columns_of(cls)}
+    return frozenset(name for name in names if kinds[name] in ("str", "enum"))
+
+
+def limit_of(cls: type[Base], name: str) -> int | None:
+    """The byte limit of a text column (None: unlimited)."""
+    return KEY_BYTES if name in indexed_text(cls) else None
 
 
 @cache
@@ -80,8 +104,15 @@ def columns_of(cls: type[Base]) -> _Spec:
     return tuple(spec)
 
 
-def check_text(value: str, what: str) -> str:
-    """``value`` as a plain ``str``, refused if a backend could not store it exactly."""
+def check_text(value: str, what: str, limit: int | None = None) -> str:
+    """``value`` as a plain ``str``, refused if a backend could not store it exactly
+    (or, with a ``limit``, if it is longer than that many UTF-8 bytes)."""
+    if (
+        limit is not None
+        and len(value) * 4 > limit
+        and len(value.encode("utf-8", "replace")) > limit
+    ):
+        raise InvalidValueError(f"{what} is longer than {limit} UTF-8 bytes (it is indexed)")
     if "\x00" in value:
         raise InvalidValueError(
             f"{what} contains a NUL character, which PostgreSQL cannot store; "
@@ -93,7 +124,13 @@ def check_text(value: str, what: str) -> str:
 
 
 def check_value(
-    owner: str, name: str, kind: str, nullable: bool, value: Any, enum: type[StrEnum] | None = None
+    owner: str,
+    name: str,
+    kind: str,
+    nullable: bool | None,
+    value: Any,
+    enum: type[StrEnum] | None = None,
+    limit: int | None = None,
 ) -> Any:
     """``value`` as stored for a column of ``kind``, or InvalidValueError (with the reason).
 
@@ -108,7 +145,7 @@ def check_value(
     if kind == "str" or kind == "enum":
         if not isinstance(value, str):
             raise InvalidValueError(_wrong_type(what, kind, nullable, value))
-        value = check_text(value, what)
+        value = check_text(value, what, limit)
         if kind == "enum" and enum is not None and not (value == "" and nullable is None):
             return check_enum(enum, value, _ENUM_WHAT.get(enum.__name__, enum.__name__))
         return value
@@ -195,8 +232,10 @@ def require_str(value: object, what: str) -> str:
 
 
 def require_id(value: object, what: str) -> str:
-    """A non-empty string id, else InvalidValueError."""
-    text = require_str(value, what)
+    """A non-empty string id of at most KEY_BYTES UTF-8 bytes, else InvalidValueError."""
+    if not isinstance(value, str):
+        raise InvalidValueError(f"{what} must be str, got {type(value).__name__}")
+    text = check_text(value, what, KEY_BYTES)
     if not text:
         raise InvalidValueError(f"{what} must be a non-empty string")
     return text
@@ -279,6 +318,9 @@ def _checker(cls: type[Base], keys: tuple[str, ...] | None, dialect: str) -> Any
         allow_empty = isinstance(column.type, EnumText) and column.type.empty
         lines.append(f"    {v} = d.get({name!r}, D{i})")
         test = _FAST_TEST[kind].format(v=v, i=i)
+        limit = limit_of(cls, name) if kind == "str" else None
+        if limit is not None:
+            test = f"({test} and len({v}) <= {limit // 4})"
         if kind == "enum":
             namespace[f"_enum{i}"] = enum_cls
             if allow_empty:
@@ -290,7 +332,8 @@ def _checker(cls: type[Base], keys: tuple[str, ...] | None, dialect: str) -> Any
         allow = None if allow_empty else nullable
         lines.append(f"    if not ({test}):")
         lines.append(
-            f"        {v} = _check({cls.__name__!r}, {name!r}, {kind!r}, {allow!r}, {v}, _E{i})"
+            f"        {v} = _check({cls.__name__!r}, {name!r}, {kind!r}, {allow!r}, {v}, _E{i}, "
+            f"{limit!r})"
         )
         if kind == "enum":
             lines.append(f"        d[{name!r}] = {v}")  # the member, on the caller's object

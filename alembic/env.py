@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from logging.config import fileConfig
 
 from sqlalchemy.engine import Connection
 
@@ -20,6 +21,11 @@ from alembic import context
 
 config = context.config
 target_metadata = Base.metadata
+
+# `alembic` on the command line: its alembic.ini's loggers (Alembic's own progress lines).
+# When agentstore runs the migrations there is no ini file, and logging stays the caller's.
+if config.config_file_name is not None and os.path.exists(config.config_file_name):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
 def _url() -> str:

@@ -32,6 +32,7 @@ from agentstore.validation import (
     check_text,
     check_value,
     columns_of,
+    limit_of,
     require_id,
     require_int,
     require_str,
@@ -98,7 +99,9 @@ class SessionRepo:
             kind, nullable = spec[name]
             # Only the fields that are pointers in the seed may be set to None (NULL).
             enum = SessionStatus if name == "status" else None
-            changes[name] = check_value("SessionUpdate", name, kind, nullable, value, enum)
+            changes[name] = check_value(
+                "SessionUpdate", name, kind, nullable, value, enum, limit_of(Session, name)
+            )
         statement = _update_statement(tuple(sorted(changes)))
         values = {**changes, "id": session_id}
 

@@ -233,12 +233,15 @@ def _create_postgresql() -> None:
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
+    # The context's dialect, not a connection's: ``alembic upgrade --sql`` has none.
+    if op.get_context().dialect.name == "sqlite":
         for statement in HLD_V22_SQLITE_DDL:
             op.execute(statement)
     else:
         _create_postgresql()
-    ledger = sa.table("schema_version", sa.column("version"), sa.column("description"))
+    ledger = sa.table(
+        "schema_version", sa.column("version", sa.Integer), sa.column("description", sa.Text)
+    )
     op.bulk_insert(ledger, [{"version": v, "description": d} for v, d in HLD_LEDGER])
     op.execute("INSERT INTO user_settings (id, advanced_providers) VALUES (1, FALSE)")
 

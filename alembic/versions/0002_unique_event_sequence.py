@@ -42,17 +42,22 @@ _MOVES = (
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    moves = bind.execute(sa.text(_MOVES)).all()
-    if moves:
-        bind.execute(
-            sa.text("UPDATE conversation_events SET sequence = :rn WHERE id = :id"),
-            [{"id": row[0], "rn": row[1]} for row in moves],
+    # Plain SQL, so that ``alembic upgrade --sql`` can print it too: the moves are computed
+    # into a temporary table first (an UPDATE that read the table it changes would see its
+    # own changes on SQLite), then applied in one statement.
+    op.execute(f"CREATE TEMPORARY TABLE agentstore_moves AS {_MOVES}")
+    if not context.is_offline_mode():
+        renumbered = (
+            op.get_bind().execute(sa.text("SELECT COUNT(*) FROM agentstore_moves")).scalar()
         )
-    renumbered = len(moves)
-    report = context.config.attributes.get("agentstore_report")
-    if report is not None and renumbered > 0:
-        report.renumbered_events = renumbered
+        report = context.config.attributes.get("agentstore_report")
+        if report is not None and renumbered:
+            report.renumbered_events = int(renumbered)
+    op.execute(
+        "UPDATE conversation_events SET sequence = (SELECT m.rn FROM agentstore_moves m "
+        "WHERE m.id = conversation_events.id) WHERE id IN (SELECT id FROM agentstore_moves)"
+    )
+    op.execute("DROP TABLE agentstore_moves")
     op.create_index(
         "uq_conversation_claude_session_sequence",
         "conversation_events",

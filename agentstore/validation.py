@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 
@@ -60,7 +60,7 @@ _Spec = tuple[tuple[str, str, bool], ...]  # (attribute, kind, nullable)
 @cache
 def indexed_text(cls: type[Base]) -> frozenset[str]:
     """The text columns of ``cls`` that an index or a key holds (limited to KEY_BYTES)."""
-    table = cls.__table__
+    table = cast(sa.Table, cls.__table__)
     names: set[str] = set()
     for index in table.indexes:
         names.update(c.key for c in index.columns)
@@ -186,7 +186,7 @@ _ENUM_WHAT: Final = {
 }
 
 
-def _wrong_type(what: str, kind: str, nullable: bool, value: Any) -> str:
+def _wrong_type(what: str, kind: str, nullable: bool | None, value: Any) -> str:
     expected = {"enum": "str", "datetime": "an aware datetime"}.get(kind, kind)
     return f"{what} must be {expected}{' or None' if nullable else ''}, got {type(value).__name__}"
 

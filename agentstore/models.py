@@ -14,8 +14,8 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import (
@@ -106,6 +106,56 @@ class Base(MappedAsDataclass, DeclarativeBase, kw_only=True, repr=False):
                 sa.inspect(type(self)).class_manager.setup_instance(self)
                 return self.__dict__[name]
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def to_dict(self, *, include_secrets: bool = False) -> dict[str, Any]:
+        """Every column as a JSON-ready value: times as ISO 8601 UTC text, statuses as their
+        text, JSON columns as their decoded value. Secrets (a session's ``proxy_api_key``,
+        an MCP server's ``env`` values) are ``""`` unless ``include_secrets``."""
+        out: dict[str, Any] = {}
+        for column in type(self).__table__.columns:
+            value = getattr(self, column.key)
+            if isinstance(value, datetime):
+                value = value.astimezone(UTC).isoformat()
+            elif isinstance(value, enum.Enum):
+                value = value.value
+            out[column.key] = value
+        if not include_secrets:
+            self._redact(out)
+        return out
+
+    def _redact(self, values: dict[str, Any]) -> None:
+        """Blank this model's secrets in ``values`` (a dict from :meth:`to_dict`)."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """The inverse of :meth:`to_dict`: a model from its column values.
+
+        Times may be ISO 8601 text (with an offset) or aware datetimes; unknown keys and
+        naive or malformed times raise :class:`~agentstore.errors.InvalidValueError`.
+        Values are checked fully when the model is written.
+        """
+        from agentstore.errors import InvalidValueError
+
+        if not isinstance(data, Mapping):
+            raise InvalidValueError(f"{cls.__name__}.from_dict needs a mapping")
+        columns = cls.__table__.columns
+        unknown = sorted(str(key) for key in data if key not in columns)
+        if unknown:
+            raise InvalidValueError(f"{cls.__name__} has no field {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            if isinstance(columns[key].type, UTCDateTime) and isinstance(value, str):
+                try:
+                    value = datetime.fromisoformat(value)
+                except ValueError:
+                    raise InvalidValueError(f"{cls.__name__}.{key}: not an ISO 8601 time") from None
+                if value.utcoffset() is None:
+                    raise InvalidValueError(f"{cls.__name__}.{key}: a time needs its UTC offset")
+            values[key] = value
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field missing
+            raise InvalidValueError(f"{cls.__name__}.from_dict: {exc}") from None
 
     def __repr__(self) -> str:
         # Secrets (proxy_api_key) and large texts are left out of reprs and logs.
@@ -223,6 +273,10 @@ class Session(Base):
         EmptyText(), nullable=True, default="", server_default=sa.text("''"), repr=False
     )
     editor_state: Mapped[str | None] = mapped_column(sa.Text(), default=None)
+
+    def _redact(self, values: dict[str, Any]) -> None:
+        if values.get("proxy_api_key"):
+            values["proxy_api_key"] = ""
 
     @classmethod
     def from_config(cls, id: str, run_id: str, config: SessionConfig) -> Session:
@@ -359,6 +413,18 @@ class MCPServer(Base):
     command: Mapped[str] = mapped_column(sa.Text(), default="")
     args_json: Mapped[str] = _text()
     env_json: Mapped[str] = _text()
+
+    def _redact(self, values: dict[str, Any]) -> None:
+        # env (stdio) and headers (http) carry tokens: keep the names, blank the values.
+        text = values.get("env_json") or ""
+        try:
+            env = json.loads(text) if text else None
+        except ValueError:
+            env = None
+        if isinstance(env, dict):
+            values["env_json"] = _go_json({name: "" for name in env})
+        elif text not in ("", "null"):
+            values["env_json"] = ""
 
 
 class RawEvent(Base):

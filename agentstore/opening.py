@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from agentstore import migrations
 from agentstore.adopt import AdoptionReport
-from agentstore.db.errors import translate
+from agentstore.db.errors import is_disconnect, translate
 from agentstore.db.sqlite import SQLiteTarget, check_file, configure_connection
 from agentstore.engine import create_engine, resolve_url, safe_url
 from agentstore.errors import (
@@ -261,8 +261,9 @@ async def prepare_postgresql(engine: AsyncEngine, *, migrate: bool) -> None:
     except (SQLAlchemyError, OSError) as exc:
         original = getattr(exc, "orig", None) or exc
         error = translate(original, where)
-        if isinstance(error, DatabaseError) and type(error) is DatabaseError:
-            error = DatabaseError(f"cannot connect to {where}: {type(original).__name__}")
+        if is_disconnect(original) or type(error) is DatabaseError:
+            reason = getattr(original, "strerror", None) or type(original).__name__
+            error = DatabaseError(f"cannot connect to {where}: {reason}")
         raise error from exc
 
 

@@ -1,9 +1,11 @@
 """Alembic environment for agentstore (async).
 
 The database is taken, in order, from a connection handed over by ``Store.open``
-(``config.attributes["connection"]``), the ``AGENTSTORE_DATABASE_URL`` environment variable,
-or ``sqlalchemy.url`` in alembic.ini. Engines come from :func:`agentstore.engine.create_engine`,
-so the command line sets SQLite up exactly as the store does.
+(``config.attributes["connection"]``), a URL handed over by ``agentstore db``
+(``config.attributes["agentstore_url"]``), the ``AGENTSTORE_DATABASE_URL`` environment
+variable, or ``sqlalchemy.url`` in alembic.ini. Engines come from
+:func:`agentstore.engine.create_engine`, so the command line sets SQLite up as the store does;
+a new SQLite file is created 0600 (in folders made 0700), and only by an upgrade.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from logging.config import fileConfig
 
 from sqlalchemy.engine import Connection
 
-from agentstore.engine import create_engine
+from agentstore.db.sqlite import SQLiteTarget, check_file, create_file
+from agentstore.engine import create_engine, resolve_url
+from agentstore.errors import DatabaseError
 from agentstore.migrations import adopt_legacy, configure_context, run_in_migration_transaction
 from agentstore.models import Base
 from alembic import context
@@ -30,8 +34,24 @@ if config.config_file_name is not None and os.path.exists(config.config_file_nam
 
 def _url() -> str:
     return (
-        os.environ.get("AGENTSTORE_DATABASE_URL") or config.get_main_option("sqlalchemy.url") or ""
+        config.attributes.get("agentstore_url")
+        or os.environ.get("AGENTSTORE_DATABASE_URL")
+        or config.get_main_option("sqlalchemy.url")
+        or ""
     )
+
+
+def _prepare_file(url: str) -> None:
+    """Create a missing SQLite file privately for an upgrade; refuse it for anything else."""
+    resolved = resolve_url(url)
+    if resolved.get_backend_name() != "sqlite":
+        return
+    target = SQLiteTarget.from_url_database(resolved.database, resolved.query)
+    if target.path is None or check_file(target.path, create=_upgrading()):
+        return
+    if not _upgrading():
+        raise DatabaseError(f"{target.path} does not exist")
+    create_file(target.path)
 
 
 def run_migrations_offline() -> None:
@@ -58,6 +78,7 @@ def _run(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
+    _prepare_file(_url())
     engine = create_engine(_url())
     try:
         async with engine.connect() as connection:

@@ -77,8 +77,11 @@ class ApprovalRepo:
             raise NotFoundError("approval", approval_id)
         return found
 
-    async def pending(self, session_id: str) -> list[Approval]:
-        """The session's pending approvals, oldest first; ``[]`` if none."""
+    async def pending(self, session_id: str | None) -> list[Approval]:
+        """The session's pending approvals (every session's with None), oldest first; ``[]``
+        if none."""
+        if session_id is None:
+            return await all_of(self._db, _ALL_PENDING, {})
         values = {"session_id": require_str(session_id, "session_id")}
         return await all_of(self._db, _PENDING, values)
 
@@ -135,6 +138,12 @@ _PENDING = Query(
         T.c.session_id == sa.bindparam("session_id", type_=sa.Text()),
         T.c.status == ApprovalStatus.PENDING.value,
     )
+    .order_by(instant(T.c.created_at).asc(), T.c.id.asc()),
+)
+_ALL_PENDING = Query(
+    Approval,
+    sa.select(T)
+    .where(T.c.status == ApprovalStatus.PENDING.value)
     .order_by(instant(T.c.created_at).asc(), T.c.id.asc()),
 )
 # The compare-and-set: only a pending approval is decided, and it is read back at once.

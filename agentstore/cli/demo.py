@@ -1,16 +1,14 @@
-"""The ``agentstore`` command line: ``demo`` and ``adopt``."""
+"""``agentstore demo``: record a realistic resumed agent session, and print it."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import sys
+import json
 import uuid
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from agentstore.errors import StoreError
+import click
+
+from agentstore.cli.base import cli, describe, open_store, run
 from agentstore.models import (
     Approval,
     ApprovalStatus,
@@ -25,6 +23,8 @@ from agentstore.models import (
     mcp_servers_from_config,
 )
 from agentstore.store import Store
+
+__all__ = ["DEFAULT_DEMO_DB", "record_demo"]
 
 DEFAULT_DEMO_DB = "agentstore-demo.db"
 
@@ -191,73 +191,57 @@ async def record_demo(store: Store) -> tuple[str, str]:
     return parent.id, child.id
 
 
-async def _demo(path: str) -> None:
-    async with await Store.open(path) as store:
+async def _demo(target: str) -> None:
+    async with open_store(target) as store:
         parent_id, child_id = await record_demo(store)
-        print(f"Recorded a resumed agent session into {os.path.abspath(path)}\n")
+        click.echo(f"Recorded a resumed agent session into {describe(target)}\n")
         for session_id in (parent_id, child_id):
             s = await store.get_session(session_id)
             cost = f"${s.cost_usd:.4f}" if s.cost_usd is not None else "-"
-            print(
+            click.echo(
                 f"session {s.id}  status={s.status}  cost={cost}  "
                 f"parent={s.parent_session_id or '-'}  claude={s.claude_session_id}"
             )
-            print(f"  query: {s.query}")
-        print("\nconversation of the resumed session (ancestor first):")
+            click.echo(f"  query: {s.query}")
+        click.echo("\nconversation of the resumed session (ancestor first):")
         for e in await store.get_session_conversation(child_id):
             text = e.content or e.tool_name or e.tool_result_content
             extra = f" approval={e.approval_status}" if e.approval_status else ""
             done = " completed" if e.is_completed else ""
-            print(
+            click.echo(
                 f"  {e.claude_session_id}#{e.sequence:<2} {e.event_type:<11} {e.role or '-':<9} "
                 f"{text[:60]}{extra}{done}"
             )
-        print("\nMCP servers:")
+        click.echo("\nMCP servers:")
         for m in await store.get_mcp_servers(parent_id):
-            print(f"  {m.name:<10} {m.command:<5} args={m.args_json} env={m.env_json}")
-        print("\nfile snapshots:")
+            names = ", ".join(sorted(json.loads(m.env_json or "null") or {}))
+            click.echo(f"  {m.name:<10} {m.command:<5} args={m.args_json} env keys: {names or '-'}")
+        click.echo("\nfile snapshots:")
         for f in await store.get_file_snapshots(parent_id):
-            print(f"  {f.file_path} ({len(f.content)} chars, tool {f.tool_id})")
-        print(
-            "\ncounts:",
-            f"sessions={await store.get_session_count()}",
-            f"events={await store.get_event_count()}",
-            f"approvals={await store.get_approval_count()}",
+            click.echo(f"  {f.file_path} ({len(f.content)} chars, tool {f.tool_id})")
+        click.echo(
+            "\ncounts: "
+            f"sessions={await store.get_session_count()} "
+            f"events={await store.get_event_count()} "
+            f"approvals={await store.get_approval_count()}"
         )
 
 
-async def _adopt(path: str, backup: bool) -> None:
-    from agentstore.store import adopt_file
+@cli.command()
+@click.option(
+    "--db",
+    "db",
+    metavar="TARGET",
+    default=None,
+    help=f"Where to record (default: {DEFAULT_DEMO_DB} in the current folder).",
+)
+def demo(db: str | None) -> None:
+    """Record a realistic resumed agent session, then print what was stored.
 
-    report = await adopt_file(path, backup=backup)
-    print(report.describe())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="agentstore", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="record a realistic agent session and print it")
-    demo.add_argument(
-        "--db",
-        default=DEFAULT_DEMO_DB,
-        help=f"SQLite file or URL to record into (default: {DEFAULT_DEMO_DB})",
-    )
-    adopt = commands.add_parser("adopt", help="adopt an existing hld daemon.db in place")
-    adopt.add_argument("path", help="the hld database file")
-    adopt.add_argument(
-        "--no-backup", action="store_true", help="do not write a backup copy beside the file first"
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "demo":
-            asyncio.run(_demo(args.db))
-        else:
-            asyncio.run(_adopt(args.path, backup=not args.no_backup))
-    except StoreError as exc:
-        print(f"agentstore: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    Writes agentstore-demo.db in the current folder unless --db names another database
+    (the demo never writes to $AGENTSTORE_DATABASE_URL unless you pass it as --db).
+    """
+    target = db if db is not None else DEFAULT_DEMO_DB
+    if not target.strip():
+        raise click.UsageError("--db is empty")
+    run(_demo(target))

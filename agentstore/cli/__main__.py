@@ -1,0 +1,7 @@
+"""``python -m agentstore.cli``."""
+
+import sys
+
+from agentstore.cli import main
+
+sys.exit(main())

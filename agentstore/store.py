@@ -54,6 +54,7 @@ from agentstore.models import (
 )
 from agentstore.repos.approvals import ApprovalRepo
 from agentstore.repos.conversation import ConversationRepo
+from agentstore.repos.maintenance import MaintenanceRepo, StoreStats
 from agentstore.repos.mcp_servers import MCPServerRepo
 from agentstore.repos.raw_events import RawEventRepo
 from agentstore.repos.sessions import SessionRepo
@@ -79,6 +80,7 @@ class _Repositories:
         self.raw_events = RawEventRepo(self)  # type: ignore[arg-type]
         self.snapshots = SnapshotRepo(self)  # type: ignore[arg-type]
         self.settings = SettingsRepo(self)  # type: ignore[arg-type]
+        self.maintenance = MaintenanceRepo(self)  # type: ignore[arg-type]
 
     @property
     def dialect_name(self) -> str:
@@ -449,11 +451,9 @@ class Store(_Repositories):
             return await transaction.append(request)
         return await self._groups.append(request)
 
-    async def _write_group(self, group: list[AppendRequest]) -> list[Outcome]:
-        if self._closed and self._closing is None:
-            raise StoreClosedError()
+    def _write_group(self, group: list[AppendRequest], done: Any) -> None:
         keys = sorted({key for request in group for key in request.claude_ids})
-        return await self._backend.write(_append_unit(group), lock_keys=keys)
+        self._backend.write_then(_append_unit(group), done, lock_keys=keys)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -651,6 +651,22 @@ class Store(_Repositories):
     async def get_approval_count(self) -> int:
         """How many approvals are stored."""
         return await self.approvals.count()
+
+    # --- the store as a whole --------------------------------------------------------------
+
+    async def stats(self) -> StoreStats:
+        """Rows per table and, on SQLite, the file's size in bytes (and its -wal's)."""
+        rows = await self.maintenance.row_counts()
+        path = getattr(self._backend, "target", None)
+        path = getattr(path, "path", None)
+        if path is None:
+            return StoreStats(rows=rows)
+        wal = path.with_name(path.name + "-wal")
+        return StoreStats(
+            rows=rows,
+            file_bytes=path.stat().st_size,
+            wal_bytes=wal.stat().st_size if wal.exists() else 0,
+        )
 
     # --- settings --------------------------------------------------------------------------
 

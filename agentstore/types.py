@@ -395,12 +395,17 @@ class EnumText(sa.types.TypeDecorator[str]):
                 return "" if empty else None
             return members.get(value, value)
 
-        null = "''" if empty else "None"
+        # NULL reads as '' (a plain string) or None; .get(None, None) is None already.
+        expr = (
+            f"('' if {{v}} is None else {table}.get({{v}}, {{v}}))"
+            if empty
+            else f"{table}.get({{v}}, {{v}})"
+        )
         return Codec(
             encode=_plain_text,
             decode=decode,
             encode_expr="_plain_text({v})",
-            decode_expr=f"({null} if {{v}} is None else {table}.get({{v}}, {{v}}))",
+            decode_expr=expr,
         )
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> Any:

@@ -18,7 +18,10 @@ import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
-from agentstore.db.statements import Query, Statement
+import sqlalchemy as sa
+
+from agentstore.db.statements import Query, Statement, bind
+from agentstore.errors import ConstraintError, NotFoundError
 from agentstore.models import Base, ConversationEvent
 
 __all__ = [
@@ -40,6 +43,48 @@ APPEND_COLUMNS: tuple[str, ...] = tuple(
 """The columns of an appended event's row, in the order the append statements take them."""
 
 
+def _append_one() -> Statement:
+    # One event alone (a group of one, the most common append): the next sequence is
+    # computed inside the INSERT, which holds the write lock (SQLite) or runs under the
+    # Claude session's advisory lock (PostgreSQL); a missing session fails its foreign key.
+    table = cast(sa.Table, ConversationEvent.__table__)
+    written = [c for c in table.columns if c.key != "id"]
+    next_sequence = sa.func.coalesce(sa.func.max(table.c.sequence), 0) + 1
+    return Statement(
+        sa.insert(table)
+        .from_select(
+            [c.key for c in written],
+            sa.select(
+                *(next_sequence if c.key == "sequence" else bind(c.key, c) for c in written)
+            ).where(
+                table.c.claude_session_id == bind("claude_session_id", table.c.claude_session_id)
+            ),
+        )
+        .returning(table.c.id, table.c.sequence)
+    )
+
+
+APPEND_ONE: Statement = _append_one()
+"""The single-event append statement; its arguments are an encoded row (``encoded_args``)."""
+
+
+async def append_one(conn: Conn, row: tuple[Any, ...]) -> list[tuple[int, int]]:
+    """Append one encoded row; its ``[(id, sequence)]``.
+
+    Raises :class:`~agentstore.errors.NotFoundError` if its session does not exist: the
+    unit then ends in a rollback, which is all it held (a group of one is one request).
+    """
+    compiled = APPEND_ONE.on(conn.dialect)
+    values = dict(zip(APPEND_COLUMNS, row, strict=True))
+    try:
+        found = await conn.raw_rows(compiled.sql, compiled.encoded_args(values))
+    except ConstraintError as exc:
+        if exc.kind == "foreign_key":
+            raise NotFoundError("session", values["session_id"]) from exc
+        raise
+    return [(int(found[0][0]), int(found[0][1]))]
+
+
 class Conn(Protocol):
     """A connection inside a transaction, as a unit of work uses it."""
 
@@ -55,6 +100,10 @@ class Conn(Protocol):
 
     async def execute(self, stmt: Statement, values: Mapping[str, Any] = EMPTY) -> int:
         """Run a statement; returns the number of rows it changed."""
+        ...
+
+    async def raw_rows(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """Rows of SQL text compiled for this backend, with driver-ready arguments."""
         ...
 
     async def append_events(

@@ -11,14 +11,17 @@ On SQLite the store has one lane (one writer); on PostgreSQL one lane per set of
 sessions, so that appends to different conversations run in parallel on different
 connections.
 
-A lane's group is written by a task the store owns: a caller cancelled while it waits only
-stops waiting. A request whose caller gave up before its group was formed is left out.
+No task sits between a caller and its group: the first request of an idle lane hands the
+group to the data path at once, and the job's completion (in the event loop's thread)
+answers every request of the group and hands on the next group. A caller cancelled while
+it waits only stops waiting; a request whose caller gave up before its group was formed is
+left out.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
 __all__ = ["AppendRequest", "GroupCommit", "Outcome"]
@@ -50,15 +53,17 @@ class AppendRequest:
             self.future.set_result(outcome)
 
 
-WriteGroup = Callable[[list[AppendRequest]], Awaitable[list[Outcome]]]
+Done = Callable[[Any, BaseException | None], None]
+WriteGroup = Callable[[list[AppendRequest], Done], None]
+"""Hands a group to the data path; calls ``done(outcomes, error)`` once it has run."""
 
 
 class _Lane:
-    __slots__ = ("pending", "task")
+    __slots__ = ("busy", "pending")
 
     def __init__(self) -> None:
         self.pending: list[AppendRequest] = []
-        self.task: asyncio.Task[None] | None = None
+        self.busy = False
 
 
 class GroupCommit:
@@ -68,6 +73,7 @@ class GroupCommit:
         self._write_group = write_group
         self._per_claude = lane_per_claude_sessions
         self._lanes: dict[Hashable, _Lane] = {}
+        self._idle: asyncio.Event | None = None
 
     async def append(self, request: AppendRequest) -> Outcome:
         """Queue ``request`` in its lane and wait until its group has committed."""
@@ -76,38 +82,43 @@ class GroupCommit:
         if lane is None:
             lane = self._lanes[key] = _Lane()
         lane.pending.append(request)
-        if lane.task is None:
-            lane.task = asyncio.ensure_future(self._drain(key, lane))
+        if not lane.busy:
+            self._next_group(key, lane)
         return await request.future
 
-    async def _drain(self, key: Hashable, lane: _Lane) -> None:
-        try:
-            while lane.pending:
-                group = _take_group(lane)
-                if not group:
-                    continue
-                try:
-                    outcomes = await self._write_group(group)
-                except BaseException as exc:
-                    for request in group:
-                        request.settle(error=exc)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                    continue
-                for request, outcome in zip(group, outcomes, strict=True):
-                    request.settle(outcome)
-        finally:
-            lane.task = None
-            for request in lane.pending:  # only when cancelled (the store closing)
-                request.settle(error=asyncio.CancelledError())
-            lane.pending.clear()
+    def _next_group(self, key: Hashable, lane: _Lane) -> None:
+        """Hand the lane's next group to the data path, or leave the lane idle."""
+        group = _take_group(lane)
+        while not group and lane.pending:
+            group = _take_group(lane)
+        if not group:
+            lane.busy = False
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
+            if not self._lanes and self._idle is not None:
+                self._idle.set()
+            return
+        lane.busy = True
+
+        def done(outcomes: Any, error: BaseException | None) -> None:
+            if error is not None:
+                for request in group:
+                    request.settle(error=error)
+            else:
+                for request, outcome in zip(group, outcomes, strict=True):
+                    request.settle(outcome)
+            self._next_group(key, lane)
+
+        try:
+            self._write_group(group, done)
+        except BaseException as exc:  # refused before it was queued (the store closing)
+            done(None, exc)
 
     async def close(self) -> None:
         """Wait until every queued append has been written."""
-        while tasks := [lane.task for lane in self._lanes.values() if lane.task is not None]:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        while self._lanes:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
 
 
 def _take_group(lane: _Lane) -> list[AppendRequest]:

@@ -25,7 +25,7 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentstore.db.base import APPEND_COLUMNS, EMPTY, Conn, Unit, lock_statement
+from agentstore.db.base import APPEND_COLUMNS, EMPTY, Conn, Unit, append_one, lock_statement
 from agentstore.db.errors import is_disconnect, translate
 from agentstore.db.statements import Query, Statement
 from agentstore.errors import StoreError
@@ -58,6 +58,12 @@ class PostgresConn(Conn):
     async def models(self, query: Query[M], values: Mapping[str, Any] = EMPTY) -> list[M]:
         return query.build("postgresql", await self.rows(query, values), values)
 
+    async def raw_rows(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        try:
+            return list(await self.driver.fetch(sql, *args))
+        except Exception as exc:
+            raise translate(exc) from exc
+
     async def execute(self, stmt: Statement, values: Mapping[str, Any] = EMPTY) -> int:
         compiled = stmt.on("postgresql")
         try:
@@ -71,6 +77,8 @@ class PostgresConn(Conn):
     async def append_events(
         self, requests: Sequence[Sequence[tuple[Any, ...]]]
     ) -> list[list[tuple[int, int]] | str]:
+        if len(requests) == 1 and len(requests[0]) == 1:
+            return [await append_one(self, requests[0][0])]
         rows = [(index, *row) for index, request in enumerate(requests) for row in request]
         columns = [list(column) for column in zip(*rows, strict=True)]
         try:
@@ -122,9 +130,10 @@ def _append_sql() -> str:
         "refused AS (SELECT req, MIN(session_id) AS missing FROM input "
         "WHERE session_id NOT IN (SELECT id FROM present) GROUP BY req), "
         "accepted AS (SELECT * FROM input WHERE req NOT IN (SELECT req FROM refused)), "
-        "last AS (SELECT e.claude_session_id, MAX(e.sequence) AS seq FROM conversation_events e "
-        "WHERE e.claude_session_id IN (SELECT claude_session_id FROM accepted) "
-        "GROUP BY e.claude_session_id), "
+        # One MAX per Claude session, each answered from the end of the index.
+        "last AS (SELECT k.claude_session_id, (SELECT MAX(e.sequence) FROM conversation_events e "
+        "WHERE e.claude_session_id = k.claude_session_id) AS seq "
+        "FROM (SELECT DISTINCT claude_session_id FROM accepted) k), "
         f"inserted AS (INSERT INTO conversation_events (sequence, {columns}) "
         "SELECT COALESCE(l.seq, 0) + ROW_NUMBER() OVER "
         f"(PARTITION BY a.claude_session_id ORDER BY a.ord), {selected} "
@@ -187,14 +196,29 @@ class _Retry(Exception):
 Run = Callable[[Any], Awaitable[Any]]
 
 
-class _Job:
-    __slots__ = ("future", "run")
+Done = Callable[[Any, BaseException | None], None]
+"""Called with a job's result, or the error it raised, in the task that ran it."""
 
-    def __init__(self, run: Run) -> None:
+
+class _Job:
+    __slots__ = ("done", "future", "run")
+
+    def __init__(self, run: Run, done: Done | None = None) -> None:
         self.run = run
-        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.done = done
+        self.future: asyncio.Future[Any] | None = None
+        if done is None:
+            self.future = asyncio.get_running_loop().create_future()
+
+    def abandoned(self) -> bool:
+        """Its caller stopped waiting before it started."""
+        return self.future is not None and self.future.cancelled()
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
+        if self.done is not None:
+            self.done(result, error)
+            return
+        assert self.future is not None
         if self.future.done():  # the caller stopped waiting
             return
         if error is not None:
@@ -259,6 +283,11 @@ def _write_run(unit: Unit[T], lock_keys: Sequence[str]) -> Run:
     return run
 
 
+def _result(job: _Job) -> asyncio.Future[Any]:
+    assert job.future is not None
+    return job.future
+
+
 class PostgresTransaction:
     """A ``store.transaction()`` block's connection, run by a task of its own: each call is
     one job in the open transaction, in a savepoint of its own."""
@@ -271,6 +300,7 @@ class PostgresTransaction:
     def _submit(self, run: Run) -> asyncio.Future[Any]:
         job = _Job(run)
         self._jobs.put_nowait(job)
+        assert job.future is not None
         return job.future
 
     async def read(self, unit: Unit[T], *, snapshot: bool = False) -> T:
@@ -312,13 +342,13 @@ class PostgresBackend:
 
     # --- workers ---------------------------------------------------------------------------
 
-    def _submit(self, run: Run) -> asyncio.Future[Any]:
-        job = _Job(run)
+    def _submit(self, run: Run, done: Done | None = None) -> asyncio.Future[Any]:
+        job = _Job(run, done)
         self._jobs.put_nowait(job)
         if self._jobs.qsize() > self._idle and self._workers < self._max_workers:
             self._workers += 1
             self._spawn(self._work())
-        return job.future
+        return job.future  # type: ignore[return-value]
 
     def _spawn(self, work: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(work)
@@ -346,7 +376,7 @@ class PostgresBackend:
         held: _Held | None = None
         try:
             while (job := await self._next_job()) is not None:
-                if job.future.cancelled():  # the caller gave up before it started
+                if job.abandoned():  # the caller gave up before it started
                     continue
                 held = await self._run(job, held)
         finally:
@@ -398,6 +428,11 @@ class PostgresBackend:
         result: T = await self._submit(_write_run(unit, lock_keys))
         return result
 
+    def write_then(self, unit: Unit[T], done: Done, *, lock_keys: Sequence[str] = ()) -> None:
+        """:meth:`write`, with ``done(result, error)`` called by the worker when it has run
+        (group commit: no task waits in between)."""
+        self._submit(_write_run(unit, lock_keys), done)
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
         """A connection and a task of their own for one block: ``BEGIN`` now, ``COMMIT`` at
@@ -407,19 +442,19 @@ class PostgresBackend:
         jobs.put_nowait(started)
         runner = self._spawn(self._run_transaction(jobs))
         try:
-            await started.future
+            await _result(started)
             yield PostgresTransaction(jobs)
         except BaseException:
             finish = _Job(lambda driver: _end(driver, "ROLLBACK"))
             jobs.put_nowait(finish)
             jobs.put_nowait(None)
             with contextlib.suppress(Exception):
-                await asyncio.shield(finish.future)
+                await asyncio.shield(_result(finish))
             raise
         finish = _Job(lambda driver: _end(driver, "COMMIT"))
         jobs.put_nowait(finish)
         jobs.put_nowait(None)
-        await asyncio.shield(finish.future)
+        await asyncio.shield(_result(finish))
         await asyncio.shield(runner)
 
     async def _run_transaction(self, jobs: asyncio.Queue[_Job | None]) -> None:

@@ -27,14 +27,14 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from itertools import chain
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, Final, TypeVar
 from urllib.parse import unquote
 
-from agentstore.db.base import APPEND_COLUMNS, EMPTY, Conn, Unit, run_to_end
+from agentstore.db.base import APPEND_COLUMNS, EMPTY, Conn, Unit, append_one, run_to_end
 from agentstore.db.errors import translate
 from agentstore.db.statements import Query, Statement
 from agentstore.errors import DatabaseError, NotADatabaseError, ReadOnlyDatabaseError
@@ -221,13 +221,30 @@ def connect(target: SQLiteTarget, durability: str) -> sqlite3.Connection:
 # --- threads that own connections -----------------------------------------------------------
 
 
-class _Job:
-    __slots__ = ("fn", "future", "loop")
+Done = Callable[[Any, BaseException | None], None]
+"""Called in the event loop's thread with a job's result, or the error it raised."""
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop: asyncio.AbstractEventLoop):
+
+class _Job:
+    __slots__ = ("done", "fn", "future", "loop")
+
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop: asyncio.AbstractEventLoop,
+        done: Done | None = None,
+    ) -> None:
         self.fn = fn
         self.loop = loop
-        self.future: asyncio.Future[Any] = loop.create_future()
+        self.future: asyncio.Future[Any] | None = None
+        if done is None:
+            self.future = loop.create_future()
+            done = partial(_settle, self.future)
+        self.done = done
+
+    def abandoned(self) -> bool:
+        """Its caller stopped waiting before it started."""
+        return self.future is not None and self.future.cancelled()
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -266,11 +283,20 @@ class ConnectionThreads:
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn(connection)``; its future resolves when it has run (FIFO)."""
+        job = self._queue_job(fn, None)
+        assert job.future is not None
+        return job.future
+
+    def submit_then(self, fn: Callable[[sqlite3.Connection], T], done: Done) -> None:
+        """Queue ``fn(connection)``; ``done(result, error)`` runs in the event loop after it."""
+        self._queue_job(fn, done)
+
+    def _queue_job(self, fn: Callable[[sqlite3.Connection], Any], done: Done | None) -> _Job:
         if not self._threads:
             self._start()
-        job = _Job(fn, asyncio.get_running_loop())
+        job = _Job(fn, asyncio.get_running_loop(), done)
         self._queue.put(job)
-        return job.future
+        return job
 
     def _run(self, loop: asyncio.AbstractEventLoop, stopped: asyncio.Future[None]) -> None:
         conn: sqlite3.Connection | None = None
@@ -285,7 +311,7 @@ class ConnectionThreads:
                 job = self._queue.get()
                 if job is _STOP:
                     return
-                if job.future.cancelled():  # the caller gave up before it started
+                if job.abandoned():  # the caller gave up before it started
                     continue
                 result: Any = None
                 error: BaseException | None = failure
@@ -294,7 +320,7 @@ class ConnectionThreads:
                         result = job.fn(conn)
                     except BaseException as exc:
                         error = exc
-                _call(job.loop, _settle, job.future, result, error)
+                _call(job.loop, job.done, result, error)
         finally:
             if conn is not None:
                 try:
@@ -346,7 +372,18 @@ class SQLiteConn(Conn):
             raise translate(exc) from exc
 
     async def models(self, query: Query[M], values: Mapping[str, Any] = EMPTY) -> list[M]:
-        return query.build("sqlite", await self.rows(query, values), values)
+        # Built while the cursor steps: each row's tuple is freed as soon as it is used.
+        cursor = self._run(query, values)
+        try:
+            return query.build("sqlite", cursor, values)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    async def raw_rows(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        try:
+            return self.raw.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
 
     async def execute(self, stmt: Statement, values: Mapping[str, Any] = EMPTY) -> int:
         return self._run(stmt, values).rowcount
@@ -354,6 +391,8 @@ class SQLiteConn(Conn):
     async def append_events(
         self, requests: Sequence[Sequence[tuple[Any, ...]]]
     ) -> list[list[tuple[int, int]] | str]:
+        if len(requests) == 1 and len(requests[0]) == 1:
+            return [await append_one(self, requests[0][0])]
         try:
             return _append_events(self.raw, requests)
         except sqlite3.Error as exc:
@@ -368,6 +407,7 @@ _INSERT_HEAD: Final = (
     f"INSERT INTO conversation_events (sequence, {', '.join(APPEND_COLUMNS)}) VALUES "  # noqa: S608
 )
 _ROW_MARKS: Final = f"({', '.join(['?'] * (len(APPEND_COLUMNS) + 1))})"
+_LAST_SEQUENCE: Final = "SELECT MAX(sequence) FROM conversation_events WHERE claude_session_id = ?"
 _LAST_ID: Final = (
     # The last id ever given (AUTOINCREMENT's counter, which a deleted row does not lower).
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'conversation_events'),"
@@ -430,14 +470,9 @@ def _append_events(
     )
     if not claude_ids:
         return [absent or "" for absent in missing]
-    last = dict(
-        _lookup(
-            raw,
-            "SELECT claude_session_id, MAX(sequence) FROM conversation_events "
-            "WHERE claude_session_id IN ({marks}) GROUP BY claude_session_id",
-            claude_ids,
-        )
-    )
+    # One MAX per Claude session: SQLite answers it from the end of the index (O(log n));
+    # a GROUP BY over several sessions would read every event of each.
+    last = {key: raw.execute(_LAST_SEQUENCE, (key,)).fetchone()[0] for key in claude_ids}
     next_id = int(raw.execute(_LAST_ID).fetchone()[0]) + 1
     results: list[list[tuple[int, int]] | str] = []
     numbered: list[tuple[Any, ...]] = []
@@ -551,6 +586,7 @@ class SQLiteBackend:
         # Held by a store.transaction() for its whole block, and by every other write while
         # it queues its job: jobs run in queue order, so nothing slips into an open block.
         self._gate = asyncio.Lock()
+        self._waiting: set[asyncio.Task[None]] = set()
 
     async def on_writer(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` on the writer thread, alone (opening, migrating, closing)."""
@@ -576,6 +612,23 @@ class SQLiteBackend:
             future = self._writer.submit(_write_job(unit))
         return await future
 
+    def write_then(self, unit: Unit[T], done: Done, *, lock_keys: Sequence[str] = ()) -> None:
+        """:meth:`write`, with ``done(result, error)`` called when it has run (group commit:
+        no task waits in between). While a ``store.transaction()`` holds the writer, the
+        job is queued once the block has ended."""
+        if not self._gate.locked():
+            # Nothing can be between a block's BEGIN and its COMMIT now: queue at once.
+            self._writer.submit_then(_write_job(unit), done)
+            return
+
+        async def after_the_block() -> None:
+            async with self._gate:
+                self._writer.submit_then(_write_job(unit), done)
+
+        task = asyncio.ensure_future(after_the_block())
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
         """Hold the writer for one block: ``BEGIN IMMEDIATE`` now, ``COMMIT`` at a normal end,
@@ -593,6 +646,8 @@ class SQLiteBackend:
 
     async def close(self) -> None:
         """Let queued jobs finish, then close every connection."""
+        while self._waiting:
+            await asyncio.gather(*list(self._waiting), return_exceptions=True)
         async with self._gate:
             if self._readers is not None:
                 await self._readers.close()

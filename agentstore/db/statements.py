@@ -13,6 +13,7 @@ reading 10,000 events cost more than fetching them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
@@ -25,7 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import Executable
 
 from agentstore.models import Base
-from agentstore.types import CODEC_HELPERS, EmptyText, EnumText, codec
+from agentstore.types import CODEC_HELPERS, EmptyText, codec
 
 __all__ = ["Compiled", "Query", "Statement", "bind", "row_builder"]
 
@@ -51,7 +52,7 @@ def _compile_function(source: str, where: str, namespace: dict[str, Any]) -> Any
 class Compiled:
     """One statement compiled for one backend: its SQL and how to bind its parameters."""
 
-    __slots__ = ("args", "names", "sql")
+    __slots__ = ("args", "encoded_args", "names", "sql")
 
     def __init__(self, statement: ClauseElement, dialect: str) -> None:
         compiled = cast(SQLCompiler, statement.compile(dialect=DIALECTS[dialect]))
@@ -64,6 +65,7 @@ class Compiled:
         # such as the 1 in MAX(...) + 1) are constants.
         namespace: dict[str, Any] = {}
         parts = []
+        given = []
         for i, name in enumerate(self.names):
             parameter = compiled.binds[name]
             column_codec = codec(parameter.type, dialect)
@@ -73,11 +75,22 @@ class Compiled:
                     column_codec.encode(value) if column_codec.encode is not None else value
                 )
                 parts.append(f"_c{i}")
+                given.append(f"_c{i}")
             else:
                 parts.append(column_codec.encode_expr.format(v=f"values[{name!r}]"))
-        source = f"def generated(values):\n    return ({''.join(p + ', ' for p in parts)})\n"
+                given.append(f"values[{name!r}]")
+        where = f"<agentstore arguments of {self.sql[:60]!r}>"
+        # args: from Python values, each encoded by its parameter's type; encoded_args: from
+        # values already encoded for this driver (a row the checks have just encoded).
         self.args: Callable[[Mapping[str, Any]], tuple[Any, ...]] = _compile_function(
-            source, f"<agentstore arguments of {self.sql[:60]!r}>", namespace
+            f"def generated(values):\n    return ({''.join(p + ', ' for p in parts)})\n",
+            where,
+            namespace,
+        )
+        self.encoded_args: Callable[[Mapping[str, Any]], tuple[Any, ...]] = _compile_function(
+            f"def generated(values):\n    return ({''.join(p + ', ' for p in given)})\n",
+            where,
+            namespace,
         )
 
 
@@ -109,9 +122,7 @@ def _driver_columns(
     """
     out: list[sa.ColumnElement[Any]] = []
     for c in columns:
-        plain_string = isinstance(c.type, EmptyText) or (
-            isinstance(c.type, EnumText) and c.type.empty
-        )
+        plain_string = isinstance(c.type, EmptyText)
         out.append(sa.func.coalesce(c, "").label(c.key) if plain_string else c)
     return out
 
@@ -146,8 +157,7 @@ def row_builder(
             fields.append(f"{column.key!r}: {name}")
         else:
             fields.append(f"{column.key!r}: {column_codec.decode_expr.format(v=name)}")
-    source = (
-        f"def generated(rows, {''.join(given[k] + ', ' for k in known)}):\n"
+    body = (
         "    out = []\n"
         "    append = out.append\n"
         f"    for ({', '.join(read)},) in rows:\n"
@@ -156,6 +166,14 @@ def row_builder(
         f"        obj.__dict__ = {{{', '.join(fields)}}}\n"
         "        append(obj)\n"
         "    return out\n"
+    )
+    # Helpers as keyword defaults: local lookups in the loop, not global ones.
+    helpers = sorted(
+        name for name in {*CODEC_HELPERS, "_new", "_cls"} if re.search(rf"\b{name}\b", body)
+    )
+    source = (
+        f"def generated(rows, {''.join(given[k] + ', ' for k in known)}*, "
+        f"{', '.join(f'{name}={name}' for name in helpers)}):\n" + body
     )
     builder: Callable[..., list[M]] = _compile_function(
         source,
@@ -190,7 +208,7 @@ class Query(Statement, Generic[M]):
             super().__init__(statement.returning(*_driver_columns(self._columns)))
         self._builders: dict[str, Callable[..., list[M]]] = {}
 
-    def build(self, dialect: str, rows: Sequence[Any], values: Mapping[str, Any]) -> list[M]:
+    def build(self, dialect: str, rows: Iterable[Any], values: Mapping[str, Any]) -> list[M]:
         """Models from the driver's rows of this query run with ``values``."""
         builder = self._builders.get(dialect)
         if builder is None:

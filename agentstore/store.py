@@ -453,7 +453,8 @@ class Store(_Repositories):
 
     def _write_group(self, group: list[AppendRequest], done: Any) -> None:
         keys = sorted({key for request in group for key in request.claude_ids})
-        self._backend.write_then(_append_unit(group), done, lock_keys=keys)
+        single = len(group) == 1 and len(group[0].rows) == 1  # one statement, its own locks
+        self._backend.write_then(_append_unit(group), done, lock_keys=keys, single=single)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

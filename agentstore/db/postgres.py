@@ -25,10 +25,10 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentstore.db.base import APPEND_COLUMNS, EMPTY, Conn, Unit, append_one, lock_statement
+from agentstore.db.base import APPEND_COLUMNS, EMPTY, Conn, Unit, lock_key, lock_statement
 from agentstore.db.errors import is_disconnect, translate
 from agentstore.db.statements import Query, Statement
-from agentstore.errors import StoreError
+from agentstore.errors import ConstraintError, NotFoundError, StoreError
 from agentstore.models import Base
 
 __all__ = ["PostgresBackend", "PostgresConn"]
@@ -78,7 +78,7 @@ class PostgresConn(Conn):
         self, requests: Sequence[Sequence[tuple[Any, ...]]]
     ) -> list[list[tuple[int, int]] | str]:
         if len(requests) == 1 and len(requests[0]) == 1:
-            return [await append_one(self, requests[0][0])]
+            return [await self._append_one(requests[0][0])]
         rows = [(index, *row) for index, request in enumerate(requests) for row in request]
         columns = [list(column) for column in zip(*rows, strict=True)]
         try:
@@ -106,8 +106,20 @@ class PostgresConn(Conn):
             results.append(ids)
         return results
 
+    async def _append_one(self, row: tuple[Any, ...]) -> list[tuple[int, int]]:
+        # One round trip: the function takes the Claude session's lock, then inserts.
+        try:
+            found = await self.driver.fetchrow(_APPEND_ONE_SQL, lock_key(row[_CLAUDE_AT]), *row)
+        except Exception as exc:
+            error = translate(exc)
+            if isinstance(error, ConstraintError) and error.kind == "foreign_key":
+                raise NotFoundError("session", row[_SESSION_AT]) from exc
+            raise error from exc
+        return [(int(found[0]), int(found[1]))]
+
 
 _CLAUDE_AT: Final = APPEND_COLUMNS.index("claude_session_id")
+_SESSION_AT: Final = APPEND_COLUMNS.index("session_id")
 _PG_TYPES: Final = {"created_at": "timestamptz", "is_completed": "boolean"}
 
 
@@ -145,6 +157,11 @@ def _append_sql() -> str:
 
 
 _APPEND_SQL: Final = _append_sql()
+_APPEND_ONE_SQL: Final = (
+    "SELECT new_id, new_sequence FROM agentstore_append_event($1::bigint, "  # noqa: S608
+    + ", ".join(f"${i}::{_PG_TYPES.get(name, 'text')}" for i, name in enumerate(APPEND_COLUMNS, 2))
+    + ")"
+)
 
 
 # --- connections held by workers -------------------------------------------------------------
@@ -266,8 +283,16 @@ def _read_run(unit: Unit[T], snapshot: bool) -> Run:
     return run
 
 
-def _write_run(unit: Unit[T], lock_keys: Sequence[str]) -> Run:
+def _write_run(unit: Unit[T], lock_keys: Sequence[str], single: bool = False) -> Run:
     begin = "BEGIN" + lock_statement(lock_keys)
+
+    async def run_alone(driver: Any) -> T:
+        # One statement that takes its own locks: its own transaction, one round trip. Not
+        # retried on a lost connection: it may have committed before the answer was lost.
+        return await unit(PostgresConn(driver))
+
+    if single:
+        return run_alone
 
     async def run(driver: Any) -> T:
         await _start(driver, begin)
@@ -387,6 +412,9 @@ class PostgresBackend:
     async def _run(self, job: _Job, held: _Held | None) -> _Held | None:
         """Run one job; returns the connection to keep (None: it was given up)."""
         for attempt in (1, 2):
+            if held is not None and held.driver.is_closed():  # the server ended it while idle
+                await asyncio.shield(held.discard())
+                held = None
             if held is None:
                 try:
                     held = await _Held.checkout(self._engine)
@@ -428,10 +456,13 @@ class PostgresBackend:
         result: T = await self._submit(_write_run(unit, lock_keys))
         return result
 
-    def write_then(self, unit: Unit[T], done: Done, *, lock_keys: Sequence[str] = ()) -> None:
+    def write_then(
+        self, unit: Unit[T], done: Done, *, lock_keys: Sequence[str] = (), single: bool = False
+    ) -> None:
         """:meth:`write`, with ``done(result, error)`` called by the worker when it has run
-        (group commit: no task waits in between)."""
-        self._submit(_write_run(unit, lock_keys), done)
+        (group commit: no task waits in between). ``single``: the unit is one statement that
+        takes its own locks, run as its own transaction (one round trip)."""
+        self._submit(_write_run(unit, lock_keys, single), done)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:

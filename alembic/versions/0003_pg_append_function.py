@@ -48,6 +48,7 @@ def upgrade() -> None:
         return
     parameters = ", ".join(f"p_{name} {_TYPES.get(name, 'text')}" for name in _COLUMNS)
     values = ", ".join(f"p_{name}" for name in _COLUMNS)
+    # Column names only (constants above): no caller text goes into this DDL.
     op.execute(
         f"""
 CREATE FUNCTION agentstore_append_event(p_lock bigint, {parameters},

@@ -33,7 +33,7 @@ _DUPLICATED = (
 )
 # The new number of every event that moves, computed on a snapshot before any is changed.
 _MOVES = (
-    "SELECT id, rn FROM ("  # noqa: S608 (constants only)
+    "SELECT id, rn FROM ("
     " SELECT id, sequence, ROW_NUMBER() OVER (PARTITION BY claude_session_id"
     " ORDER BY sequence, id) AS rn"
     f" FROM conversation_events WHERE claude_session_id IN ({_DUPLICATED})"

@@ -47,6 +47,12 @@ def resolve_url(target: str | os.PathLike[str] | URL) -> URL:
         url = url.set(drivername="sqlite+aiosqlite")
     elif url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+asyncpg")
+    if url.password is None and "password" in url.query:
+        # A password given as ?password=…: moved to where SQLAlchemy hides it in every repr.
+        password = url.query["password"]
+        url = url.difference_update_query(["password"]).set(
+            password=password if isinstance(password, str) else password[-1]
+        )
     return url
 
 

@@ -61,7 +61,7 @@ from agentstore.repos.sessions import SessionRepo
 from agentstore.repos.settings import SettingsRepo
 from agentstore.repos.snapshots import SnapshotRepo
 
-__all__ = ["Store", "Transaction", "adopt_file"]
+__all__ = ["Snapshot", "Store", "Transaction", "adopt_file"]
 
 logger = logging.getLogger("agentstore")
 T = TypeVar("T")
@@ -128,12 +128,38 @@ class Transaction(_Repositories):
         return outcome
 
 
+class Snapshot(_Repositories):
+    """Reads that all see one consistent state of the database (:meth:`Store.snapshot`).
+
+    Its repositories read only; a write raises :class:`~agentstore.errors.StoreError`.
+    """
+
+    def __init__(self, runner: Any, dialect: str) -> None:
+        self._runner = runner
+        self._open = True
+        self.dialect = dialect
+        self._bind_repositories()
+
+    async def read(self, unit: Unit[T], *, snapshot: bool = False) -> T:
+        if not self._open:
+            raise StoreError("this snapshot has ended; start a new store.snapshot()")
+        result: T = await self._runner.read(unit)
+        return result
+
+    async def write(self, unit: Unit[T], *, lock_keys: Sequence[str] = ()) -> T:
+        raise StoreError("a snapshot reads only; write through the store or a transaction")
+
+    async def append(self, request: AppendRequest) -> Outcome:
+        raise StoreError("a snapshot reads only; write through the store or a transaction")
+
+
 @dataclass
 class _Active:
-    """The transaction a task's context is inside (see :meth:`Store.transaction`)."""
+    """The transaction a task's context is inside (see :meth:`Store.transaction`), or an
+    in-memory store's snapshot (``transaction`` None)."""
 
     store: Store
-    transaction: Transaction
+    transaction: Transaction | None
     owner: asyncio.Task[Any] | None
 
 
@@ -419,6 +445,13 @@ class Store(_Repositories):
         active = _active.get()
         if active is None or active.store is not self:
             return None
+        if active.transaction is None:  # an in-memory store's snapshot holds its one connection
+            if writing:
+                raise StoreError(
+                    "writes wait while a store.snapshot() is open on an in-memory store; "
+                    "write after the block"
+                )
+            return None
         if active.owner is asyncio.current_task():
             return active.transaction
         if writing or (self.dialect == "sqlite" and self._backend.target.memory):  # type: ignore[union-attr]
@@ -455,6 +488,28 @@ class Store(_Repositories):
         keys = sorted({key for request in group for key in request.claude_ids})
         single = len(group) == 1 and len(group[0].rows) == 1  # one statement, its own locks
         self._backend.write_then(_append_unit(group), done, lock_keys=keys, single=single)
+
+    @contextlib.asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[Snapshot]:
+        """Several reads that see one consistent state, whatever is written meanwhile.
+
+        ``async with store.snapshot() as snap: await snap.sessions.list(); …``. On SQLite it
+        holds a read transaction on a connection of its own (writers are not blocked); on
+        PostgreSQL a ``REPEATABLE READ READ ONLY`` transaction. Keep it short: an old
+        snapshot keeps SQLite from checkpointing its write-ahead log.
+        """
+        if self._closed:
+            raise StoreClosedError()
+        memory = self.dialect == "sqlite" and self._backend.target.memory  # type: ignore[union-attr]
+        async with self._backend.snapshot() as runner:
+            snapshot = Snapshot(runner, self.dialect)
+            token = _active.set(_Active(self, None, asyncio.current_task())) if memory else None
+            try:
+                yield snapshot
+            finally:
+                snapshot._open = False
+                if token is not None:
+                    _active.reset(token)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:

@@ -15,7 +15,7 @@ result.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
@@ -28,6 +28,8 @@ __all__ = [
     "APPEND_COLUMNS",
     "Conn",
     "Unit",
+    "check_columns",
+    "encoder_of",
     "lock_key",
     "run_to_end",
 ]
@@ -106,6 +108,21 @@ class Conn(Protocol):
         """Rows of SQL text compiled for this backend, with driver-ready arguments."""
         ...
 
+    def stream(
+        self, stmt: Statement, values: Mapping[str, Any] = EMPTY, size: int = 1000
+    ) -> AsyncIterator[list[Any]]:
+        """The statement's rows in chunks of ``size``, read as they are consumed (inside a
+        transaction: a snapshot read, a write unit or a ``store.transaction()``)."""
+        ...
+
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert rows whose values are already encoded for this driver (see
+        :func:`agentstore.db.encoder_of`): SQLite's ``executemany``, PostgreSQL's binary
+        ``COPY``. ``table`` is one of the store's own table names."""
+        ...
+
     async def append_events(
         self, requests: Sequence[Sequence[tuple[Any, ...]]]
     ) -> list[list[tuple[int, int]] | str]:
@@ -121,6 +138,38 @@ class Conn(Protocol):
 
 Unit = Callable[[Conn], Awaitable[T]]
 """A unit of work: ``async def unit(conn) -> result``."""
+
+
+def encoder_of(
+    table: sa.Table, columns: Sequence[str], dialect: str
+) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """``row -> tuple``: Python values of ``columns`` encoded for ``dialect``'s driver by
+    the column types' codecs (for :meth:`Conn.insert_many`)."""
+    from agentstore.types import codec
+
+    encoders = [codec(table.columns[name].type, dialect).encode for name in columns]
+
+    def encode(row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if encoder is None or value is None else encoder(value)
+            for encoder, value in zip(encoders, row, strict=True)
+        )
+
+    return encode
+
+
+KNOWN_TABLES: frozenset[str] = frozenset(Base.metadata.tables)
+"""The only table names :meth:`Conn.insert_many` takes."""
+
+
+def check_columns(table: str, columns: Sequence[str]) -> None:
+    """Refuse a table or column that is not the store's own (names are put into SQL)."""
+    if table not in KNOWN_TABLES:
+        raise ValueError(f"not one of the store's tables: {table!r}")
+    known = Base.metadata.tables[table].columns
+    unknown = [name for name in columns if name not in known]
+    if unknown:
+        raise ValueError(f"{table} has no column {', '.join(map(repr, unknown))}")
 
 
 def run_to_end(awaitable: Awaitable[T]) -> T:

@@ -25,7 +25,15 @@ from typing import Any, Final, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from agentstore.db.base import APPEND_COLUMNS, EMPTY, Conn, Unit, lock_key, lock_statement
+from agentstore.db.base import (
+    APPEND_COLUMNS,
+    EMPTY,
+    Conn,
+    Unit,
+    check_columns,
+    lock_key,
+    lock_statement,
+)
 from agentstore.db.errors import is_disconnect, translate
 from agentstore.db.statements import Query, Statement
 from agentstore.errors import ConstraintError, NotFoundError, StoreError
@@ -61,6 +69,26 @@ class PostgresConn(Conn):
     async def raw_rows(self, sql: str, args: Sequence[Any]) -> list[Any]:
         try:
             return list(await self.driver.fetch(sql, *args))
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def stream(
+        self, stmt: Statement, values: Mapping[str, Any] = EMPTY, size: int = 1000
+    ) -> AsyncIterator[list[Any]]:
+        compiled = stmt.on("postgresql")
+        try:
+            cursor = await self.driver.cursor(compiled.sql, *compiled.args(values))
+            while chunk := await cursor.fetch(size):
+                yield list(chunk)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        check_columns(table, columns)
+        try:
+            await self.driver.copy_records_to_table(table, records=rows, columns=list(columns))
         except Exception as exc:
             raise translate(exc) from exc
 
@@ -464,12 +492,16 @@ class PostgresBackend:
         takes its own locks, run as its own transaction (one round trip)."""
         self._submit(_write_run(unit, lock_keys, single), done)
 
+    def snapshot(self) -> contextlib.AbstractAsyncContextManager[PostgresTransaction]:
+        """One consistent read state for a block (``REPEATABLE READ READ ONLY``)."""
+        return self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+    async def transaction(self, begin: str = "BEGIN") -> AsyncIterator[PostgresTransaction]:
         """A connection and a task of their own for one block: ``BEGIN`` now, ``COMMIT`` at
         a normal end, ``ROLLBACK`` otherwise (queued behind the block's last call)."""
         jobs: asyncio.Queue[_Job | None] = asyncio.Queue()
-        started = _Job(lambda driver: _end(driver, "BEGIN"))
+        started = _Job(lambda driver: _end(driver, begin))
         jobs.put_nowait(started)
         runner = self._spawn(self._run_transaction(jobs))
         try:

@@ -34,7 +34,15 @@ from queue import SimpleQueue
 from typing import Any, Final, TypeVar
 from urllib.parse import unquote
 
-from agentstore.db.base import APPEND_COLUMNS, EMPTY, Conn, Unit, append_one, run_to_end
+from agentstore.db.base import (
+    APPEND_COLUMNS,
+    EMPTY,
+    Conn,
+    Unit,
+    append_one,
+    check_columns,
+    run_to_end,
+)
 from agentstore.db.errors import translate
 from agentstore.db.statements import Query, Statement
 from agentstore.errors import DatabaseError, NotADatabaseError, ReadOnlyDatabaseError
@@ -385,6 +393,30 @@ class SQLiteConn(Conn):
         except sqlite3.Error as exc:
             raise translate(exc) from exc
 
+    async def stream(
+        self, stmt: Statement, values: Mapping[str, Any] = EMPTY, size: int = 1000
+    ) -> AsyncIterator[list[Any]]:
+        cursor = self._run(stmt, values)
+        while True:
+            try:
+                chunk = cursor.fetchmany(size)
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+            if not chunk:
+                return
+            yield chunk
+
+    async def insert_many(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        check_columns(table, columns)
+        marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+        try:
+            self.raw.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
     async def execute(self, stmt: Statement, values: Mapping[str, Any] = EMPTY) -> int:
         return self._run(stmt, values).rowcount
 
@@ -565,6 +597,24 @@ class SQLiteTransaction:
         return await self._writer.submit(job)
 
 
+class SQLiteSnapshot:
+    """A read transaction held open on a connection of its own: every unit sees one state."""
+
+    dialect = "sqlite"
+
+    def __init__(self, thread: ConnectionThreads) -> None:
+        self._thread = thread
+
+    async def read(self, unit: Unit[T], *, snapshot: bool = False) -> T:
+        result: T = await self._thread.submit(lambda raw: run_to_end(unit(SQLiteConn(raw))))
+        return result
+
+
+def _begin_snapshot(raw: sqlite3.Connection) -> None:
+    _begin(raw, "BEGIN")
+    raw.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # the snapshot starts here
+
+
 class SQLiteBackend:
     """The store's SQLite data path: a writer thread and reader threads (see the module)."""
 
@@ -646,6 +696,28 @@ class SQLiteBackend:
                 raise
             commit = self._writer.submit(_commit)
             await asyncio.shield(commit)
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[SQLiteSnapshot]:
+        """One consistent read state for a block, on a connection and thread of its own
+        (WAL lets it read beside the writer; in memory it holds the writer instead)."""
+        if self._readers is None:
+            async with self._gate:
+                await self._writer.submit(_begin_snapshot)
+                try:
+                    yield SQLiteSnapshot(self._writer)
+                finally:
+                    await asyncio.shield(self._writer.submit(_rollback))
+            return
+        thread = ConnectionThreads(
+            "agentstore-snapshot", 1, lambda: connect(self.target, self.durability)
+        )
+        try:
+            await thread.submit(_begin_snapshot)
+            yield SQLiteSnapshot(thread)
+        finally:
+            thread.submit(_rollback)
+            await asyncio.shield(thread.close())
 
     async def close(self) -> None:
         """Let queued jobs finish, then close every connection."""

@@ -26,7 +26,8 @@ from agentstore.models import (
     UserSettings,
     mcp_servers_from_config,
 )
-from agentstore.store import Store, Transaction, adopt_file
+from agentstore.store import Snapshot, Store, Transaction, adopt_file
+from agentstore.transfer import copy_database
 
 __all__ = [
     "UNSET",
@@ -48,11 +49,13 @@ __all__ = [
     "SessionConfig",
     "SessionStatus",
     "SessionUpdate",
+    "Snapshot",
     "Store",
     "StoreError",
     "Transaction",
     "UserSettings",
     "adopt_file",
+    "copy_database",
     "mcp_servers_from_config",
 ]
 

@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, BinaryIO, Self, TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -709,6 +709,58 @@ class Store(_Repositories):
         return await self.approvals.count()
 
     # --- the store as a whole --------------------------------------------------------------
+
+    async def export_jsonl(
+        self,
+        dest: str | os.PathLike[str] | BinaryIO,
+        *,
+        session_ids: Sequence[str] | None = None,
+        include_secrets: bool = False,
+    ) -> dict[str, int]:
+        """Write the store (or some sessions, with their ancestors) as JSON Lines; returns
+        counts per type. See :func:`agentstore.transfer.export_jsonl`."""
+        from agentstore import transfer
+
+        return await transfer.export_jsonl(
+            self, dest, session_ids=session_ids, include_secrets=include_secrets
+        )
+
+    async def import_jsonl(
+        self, source: str | os.PathLike[str] | BinaryIO, *, on_conflict: str = "error"
+    ) -> dict[str, int]:
+        """Read a file :meth:`export_jsonl` wrote, in one transaction; returns counts per
+        type. See :func:`agentstore.transfer.import_jsonl`."""
+        from agentstore import transfer
+
+        return await transfer.import_jsonl(self, source, on_conflict=on_conflict)
+
+    async def prune(
+        self,
+        *,
+        raw_events_before: datetime | None = None,
+        snapshots_before: datetime | None = None,
+        archived_sessions_before: datetime | None = None,
+        dry_run: bool = False,
+        vacuum: bool = False,
+    ) -> dict[str, int]:
+        """Delete old raw events, file snapshots and archived sessions, in one transaction;
+        returns counts per type (what would go, with ``dry_run``). See
+        :meth:`agentstore.repos.maintenance.MaintenanceRepo.prune`."""
+        counts = await self.maintenance.prune(
+            raw_events_before=raw_events_before,
+            snapshots_before=snapshots_before,
+            archived_sessions_before=archived_sessions_before,
+            dry_run=dry_run,
+        )
+        if vacuum and not dry_run:
+            await self.vacuum()
+        return counts
+
+    async def vacuum(self) -> None:
+        """Give the space of deleted rows back (SQLite: to the file system)."""
+        if self._transaction_of_task(writing=True) is not None:
+            raise StoreError("vacuum cannot run inside store.transaction()")
+        await self._backend.vacuum()
 
     async def stats(self) -> StoreStats:
         """Rows per table and, on SQLite, the file's size in bytes (and its -wal's)."""

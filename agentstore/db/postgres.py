@@ -492,6 +492,15 @@ class PostgresBackend:
         takes its own locks, run as its own transaction (one round trip)."""
         self._submit(_write_run(unit, lock_keys, single), done)
 
+    async def vacuum(self) -> None:
+        """``VACUUM (ANALYZE)`` of the store's tables: their dead rows' space is reused
+        (PostgreSQL gives space back to the file system only with ``VACUUM FULL``)."""
+
+        async def run(driver: Any) -> None:
+            await _end(driver, "VACUUM (ANALYZE)")
+
+        await self._submit(run)
+
     def snapshot(self) -> contextlib.AbstractAsyncContextManager[PostgresTransaction]:
         """One consistent read state for a block (``REPEATABLE READ READ ONLY``)."""
         return self.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -697,6 +697,19 @@ class SQLiteBackend:
             commit = self._writer.submit(_commit)
             await asyncio.shield(commit)
 
+    async def vacuum(self) -> None:
+        """Rebuild the file without its free pages and give the space back to the file
+        system (``VACUUM``, then a truncating WAL checkpoint)."""
+
+        def job(raw: sqlite3.Connection) -> None:
+            try:
+                raw.execute("VACUUM")
+                raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                raise translate(exc) from exc
+
+        await self.on_writer(job)
+
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[SQLiteSnapshot]:
         """One consistent read state for a block, on a connection and thread of its own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,6 +59,17 @@ class MaintenanceRepo:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    async def prune(
+        self,
+        *,
+        raw_events_before: datetime | None = None,
+        snapshots_before: datetime | None = None,
+        archived_sessions_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, int]:
+        """Delete what is older than the given instants, in one transaction (SPEC §10)."""
+        raise NotImplementedError
 
     async def row_counts(self) -> dict[str, int]:
         """Rows per table, all counted in one snapshot."""

@@ -31,7 +31,7 @@ from agentstore.adopt import AdoptionReport
 from agentstore.db import Conn, Unit
 from agentstore.db.errors import translate
 from agentstore.db.groups import AppendRequest, GroupCommit, Outcome
-from agentstore.db.postgres import PostgresBackend
+from agentstore.db.postgres import PostgresBackend, HeldConnection
 from agentstore.db.sqlite import SQLiteBackend, SQLiteTarget, create_file, remove_created
 from agentstore.engine import create_engine, safe_url
 from agentstore.errors import (
@@ -60,6 +60,8 @@ from agentstore.repos.raw_events import RawEventRepo
 from agentstore.repos.sessions import SessionRepo
 from agentstore.repos.settings import SettingsRepo
 from agentstore.repos.snapshots import SnapshotRepo
+from agentstore.validation import require_int, require_str
+from agentstore.watch import ChangeFeed, first_decision, postgres_changes, sqlite_changes
 
 __all__ = ["Snapshot", "Store", "Transaction", "adopt_file"]
 
@@ -222,6 +224,7 @@ class Store(_Repositories):
         self._closed = False
         self._closing: asyncio.Task[None] | None = None
         self.adoption = None
+        self._feed = ChangeFeed(self)
         self._bind_repositories()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -390,6 +393,7 @@ class Store(_Repositories):
 
     async def _close(self) -> None:
         try:
+            await self._feed.close()  # watches end first: they read through the store
             await self._groups.close()
         finally:
             try:
@@ -475,7 +479,9 @@ class Store(_Repositories):
         transaction = self._transaction_of_task(writing=True)
         if transaction is not None:
             return await transaction.write(unit, lock_keys=lock_keys)
-        return await self._backend.write(unit, lock_keys=lock_keys)
+        result = await self._backend.write(unit, lock_keys=lock_keys)
+        self._feed.approvals_changed()  # approval watches look again (they read a short list)
+        return result
 
     async def append(self, request: AppendRequest) -> Outcome:
         """Append a request's events, group-committed with the others waiting (for repositories)."""
@@ -487,7 +493,20 @@ class Store(_Repositories):
     def _write_group(self, group: list[AppendRequest], done: Any) -> None:
         keys = sorted({key for request in group for key in request.claude_ids})
         single = len(group) == 1 and len(group[0].rows) == 1  # one statement, its own locks
-        self._backend.write_then(_append_unit(group), done, lock_keys=keys, single=single)
+
+        def committed(outcomes: Any, error: BaseException | None) -> None:
+            done(outcomes, error)  # the callers first, then the watches of what was written
+            if error is None:
+                self._feed.appended(
+                    {
+                        key
+                        for request, outcome in zip(group, outcomes, strict=True)
+                        if not isinstance(outcome, str)
+                        for key in request.claude_ids
+                    }
+                )
+
+        self._backend.write_then(_append_unit(group), committed, lock_keys=keys, single=single)
 
     @contextlib.asynccontextmanager
     async def snapshot(self) -> AsyncIterator[Snapshot]:
@@ -531,6 +550,7 @@ class Store(_Repositories):
             finally:
                 transaction._open = False
                 _active.reset(token)
+        self._feed.everything_changed()  # committed: whatever it wrote, watches look again
 
     # --- the seed's API: sessions ----------------------------------------------------------
 
@@ -707,6 +727,65 @@ class Store(_Repositories):
     async def get_approval_count(self) -> int:
         """How many approvals are stored."""
         return await self.approvals.count()
+
+    # --- watching --------------------------------------------------------------------------
+
+    def watch_conversation(
+        self, claude_session_id: str, *, after_sequence: int = 0
+    ) -> AsyncIterator[ConversationEvent]:
+        """The conversation's events with ``sequence > after_sequence``, in sequence order,
+        each exactly once, as they are appended — by this store, another store or process,
+        or an hld daemon sharing the file. Waits for new events; ends when the caller stops
+        iterating (``break``, cancellation) or the store closes. Resume after a restart with
+        the last sequence you received. See :mod:`agentstore.watch`.
+        """
+        claude_session_id = require_str(claude_session_id, "claude_session_id")
+        after = require_int(after_sequence, "after_sequence", minimum=0)
+        if self._closed:
+            raise StoreClosedError()
+        return self._feed.conversation(claude_session_id, after)
+
+    def watch_approvals(self, *, session_id: str | None = None) -> AsyncIterator[Approval]:
+        """Each approval pending when the watch starts, then each that becomes pending, once
+        each, oldest first (of one session, or of every session). Ends like
+        :meth:`watch_conversation`."""
+        if session_id is not None:
+            session_id = require_str(session_id, "session_id")
+        if self._closed:
+            raise StoreClosedError()
+        return self._feed.approvals(session_id)
+
+    async def wait_for_decision(
+        self, approval_id: str, *, timeout: float | None = None
+    ) -> Approval:
+        """The approval once it is approved or denied (at once if it already is).
+
+        Raises :class:`NotFoundError` for an unknown id and ``TimeoutError`` after
+        ``timeout`` seconds; a decision made by another process counts as well.
+        """
+        approval_id = require_str(approval_id, "approval_id")
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout < 0
+        ):
+            raise InvalidValueError("timeout must be a number of seconds >= 0, or None")
+        if self._closed:
+            raise StoreClosedError()
+        return await first_decision(self._feed, approval_id, timeout)
+
+    async def _watch_source(self, feed: ChangeFeed) -> None:
+        """Wake the watches for commits made elsewhere, while any watch is open."""
+        if isinstance(self._backend, SQLiteBackend):
+            target = self._backend.target
+            if target.memory:
+                return  # no other connection can write an in-memory database
+            await sqlite_changes(feed, lambda: sqlite3.connect(target.database, uri=target.uri))
+            return
+        engine = self.engine
+        await postgres_changes(
+            feed,
+            connect=lambda: HeldConnection.checkout(engine),
+            release=lambda held: held.discard(),
+        )
 
     # --- the store as a whole --------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from agentstore.engine import safe_url
+from agentstore.errors import StoreError
 from agentstore.store import Store
 
 __all__ = [
@@ -79,8 +80,18 @@ def run(work: Awaitable[T]) -> T:
 
 
 @asynccontextmanager
-async def open_store(target: str, **options: Any) -> AsyncIterator[Store]:
-    """The store at ``target``, closed at the end of the block."""
+async def open_store(target: str, *, create: bool = False, **options: Any) -> AsyncIterator[Store]:
+    """The store at ``target``, closed at the end of the block.
+
+    A command that only reads or decides does not create a missing SQLite file (a mistyped
+    ``--db`` is an error, not a new empty database); ``create=True`` for those that write.
+    """
+    if not create and target != ":memory:" and "://" not in target:
+        path = Path(target).expanduser()
+        if not path.exists():
+            raise StoreError(
+                f"{path.absolute()} does not exist (`agentstore db upgrade` creates a database)"
+            )
     async with Store.open(target, **options) as store:
         yield store
 

@@ -74,7 +74,7 @@ def upgrade(ctx: click.Context, revision: str, db: str | None) -> None:
     if revision == "head":
 
         async def upgrade_to_head() -> None:
-            async with open_store(target):
+            async with open_store(target, create=True):
                 pass
 
         with status(f"Upgrading {describe(target)}"):

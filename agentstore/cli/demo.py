@@ -192,7 +192,7 @@ async def record_demo(store: Store) -> tuple[str, str]:
 
 
 async def _demo(target: str) -> None:
-    async with open_store(target) as store:
+    async with open_store(target, create=True) as store:
         parent_id, child_id = await record_demo(store)
         click.echo(f"Recorded a resumed agent session into {describe(target)}\n")
         for session_id in (parent_id, child_id):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from agentstore.cli.base import cli, database_option, database_target, json_option, open_store, run
@@ -168,7 +170,11 @@ def tail(
             _print_events(events, as_json)
             if not follow:
                 return
-            raise click.UsageError("--follow needs watches (agentstore.Store.watch_conversation)")
+            after = events[-1].sequence if events else 0
+            # New events as they are committed, by any process, until interrupted (Ctrl-C).
+            async for new in store.watch_conversation(claude_session_id, after_sequence=after):
+                _print_events([new], as_json)
+                sys.stdout.flush()
 
     run(work())
 

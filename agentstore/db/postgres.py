@@ -39,7 +39,7 @@ from agentstore.db.statements import Query, Statement
 from agentstore.errors import ConstraintError, NotFoundError, StoreError
 from agentstore.models import Base
 
-__all__ = ["PostgresBackend", "PostgresConn"]
+__all__ = ["HeldConnection", "PostgresBackend", "PostgresConn"]
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Base)
@@ -195,7 +195,7 @@ _APPEND_ONE_SQL: Final = (
 # --- connections held by workers -------------------------------------------------------------
 
 
-class _Held:
+class HeldConnection:
     """A pooled connection a worker holds, and its asyncpg connection."""
 
     __slots__ = ("conn", "driver")
@@ -205,7 +205,7 @@ class _Held:
         self.driver = driver
 
     @classmethod
-    async def checkout(cls, engine: AsyncEngine) -> _Held:
+    async def checkout(cls, engine: AsyncEngine) -> HeldConnection:
         conn = await engine.connect()
         try:
             raw = await conn.get_raw_connection()
@@ -426,7 +426,7 @@ class PostgresBackend:
                 self._idle -= 1
 
     async def _work(self) -> None:
-        held: _Held | None = None
+        held: HeldConnection | None = None
         try:
             while (job := await self._next_job()) is not None:
                 if job.abandoned():  # the caller gave up before it started
@@ -437,7 +437,7 @@ class PostgresBackend:
             if held is not None:
                 await asyncio.shield(held.give_back())
 
-    async def _run(self, job: _Job, held: _Held | None) -> _Held | None:
+    async def _run(self, job: _Job, held: HeldConnection | None) -> HeldConnection | None:
         """Run one job; returns the connection to keep (None: it was given up)."""
         for attempt in (1, 2):
             if held is not None and held.driver.is_closed():  # the server ended it while idle
@@ -445,7 +445,7 @@ class PostgresBackend:
                 held = None
             if held is None:
                 try:
-                    held = await _Held.checkout(self._engine)
+                    held = await HeldConnection.checkout(self._engine)
                 except Exception as exc:
                     job.settle(error=translate(exc, "the PostgreSQL server"))
                     return None
@@ -531,7 +531,7 @@ class PostgresBackend:
 
     async def _run_transaction(self, jobs: asyncio.Queue[_Job | None]) -> None:
         try:
-            held = await _Held.checkout(self._engine)
+            held = await HeldConnection.checkout(self._engine)
         except Exception as exc:
             error = translate(exc, "the PostgreSQL server")
             while (job := await jobs.get()) is not None:

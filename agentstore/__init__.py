@@ -26,6 +26,7 @@ from agentstore.models import (
     UserSettings,
     mcp_servers_from_config,
 )
+from agentstore.repos.search import SearchHit
 from agentstore.store import Snapshot, Store, Transaction, adopt_file
 from agentstore.transfer import copy_database
 
@@ -45,6 +46,7 @@ __all__ = [
     "NotFoundError",
     "RawEvent",
     "RecentPath",
+    "SearchHit",
     "Session",
     "SessionConfig",
     "SessionStatus",

@@ -68,8 +68,14 @@ def alembic_config(connection: Connection | None = None, url: str | None = None)
 def _include_object(
     obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
 ) -> bool:
-    # SQLite's own bookkeeping table is not part of the model.
-    return not (type_ == "table" and name == "sqlite_sequence")
+    # SQLite's own bookkeeping table is not part of the model, nor is the search index
+    # (revision 0005: an FTS4 table and its shadow tables, or PostgreSQL's tsvector table).
+    if type_ == "table" and name == "sqlite_sequence":
+        return False
+    if name is not None and name.startswith(("agentstore_search", "ix_agentstore_search")):
+        return False
+    parent = getattr(getattr(obj, "table", None), "name", "")
+    return not str(parent).startswith("agentstore_search")
 
 
 def _is_hld_ddl_quirk(op: Any) -> bool:

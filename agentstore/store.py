@@ -31,7 +31,7 @@ from agentstore.adopt import AdoptionReport
 from agentstore.db import Conn, Unit
 from agentstore.db.errors import translate
 from agentstore.db.groups import AppendRequest, GroupCommit, Outcome
-from agentstore.db.postgres import PostgresBackend, HeldConnection
+from agentstore.db.postgres import HeldConnection, PostgresBackend
 from agentstore.db.sqlite import SQLiteBackend, SQLiteTarget, create_file, remove_created
 from agentstore.engine import create_engine, safe_url
 from agentstore.errors import (
@@ -57,6 +57,7 @@ from agentstore.repos.conversation import ConversationRepo
 from agentstore.repos.maintenance import MaintenanceRepo, StoreStats
 from agentstore.repos.mcp_servers import MCPServerRepo
 from agentstore.repos.raw_events import RawEventRepo
+from agentstore.repos.search import SearchHit, SearchRepo
 from agentstore.repos.sessions import SessionRepo
 from agentstore.repos.settings import SettingsRepo
 from agentstore.repos.snapshots import SnapshotRepo
@@ -83,6 +84,7 @@ class _Repositories:
         self.snapshots = SnapshotRepo(self)  # type: ignore[arg-type]
         self.settings = SettingsRepo(self)  # type: ignore[arg-type]
         self.maintenance = MaintenanceRepo(self)  # type: ignore[arg-type]
+        self.search_index = SearchRepo(self)  # type: ignore[arg-type]
 
     @property
     def dialect_name(self) -> str:
@@ -727,6 +729,25 @@ class Store(_Repositories):
     async def get_approval_count(self) -> int:
         """How many approvals are stored."""
         return await self.approvals.count()
+
+    # --- search ----------------------------------------------------------------------------
+
+    async def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        session_id: str | None = None,
+    ) -> list[SearchHit]:
+        """Full-text search of session titles, summaries and queries and of event contents,
+        tool inputs and tool results: best match first (ties: newest first), each hit with
+        a snippet, the matched words in ``[`` ``]``. Words must all match; ``"a phrase"``;
+        ``prefix*``; any other character is literal (no query is a syntax error). ``limit``
+        <= 0 means 20, at most 200. See :mod:`agentstore.repos.search`."""
+        return await self.search_index.search(
+            query, limit=limit, offset=offset, session_id=session_id
+        )
 
     # --- watching --------------------------------------------------------------------------
 

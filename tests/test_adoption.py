@@ -63,7 +63,9 @@ def schema(path: Path) -> dict[str, str]:
             for n, s in conn.execute(
                 "SELECT name, sql FROM sqlite_master WHERE name != 'sqlite_sequence'"
             )
-            if n not in AGENTSTORE_OBJECTS
+            # agentstore's own: its ledger, its unique index and the search index
+            # (revision 0005: an FTS4 table, its shadow tables and its triggers).
+            if n not in AGENTSTORE_OBJECTS and "agentstore_search" not in n
         }
 
 
@@ -83,6 +85,7 @@ def tables(path: Path) -> list[str]:
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT IN "
                 "('sqlite_sequence', 'alembic_version')"
             )
+            if not r[0].startswith("agentstore_search")  # the search index (0005)
         )
 
 

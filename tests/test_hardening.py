@@ -218,8 +218,17 @@ def _truncate(path: Path) -> None:
 
 
 def _flip_a_page(path: Path) -> None:
+    # One whole page of events (a leaf of conversation_events, found with dbstat).
+    with sqlite3.connect(path) as conn:
+        pages = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pageno FROM dbstat WHERE name = 'conversation_events' "
+                "AND pagetype = 'leaf' ORDER BY pageno"
+            )
+        ]
     data = path.read_bytes()
-    at = (len(data) // 2) // 4096 * 4096  # one whole page in the middle: an event page
+    at = (pages[len(pages) // 2] - 1) * 4096
     path.write_bytes(data[:at] + random.Random(11).randbytes(4096) + data[at + 4096 :])
 
 

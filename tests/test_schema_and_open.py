@@ -62,7 +62,17 @@ async def test_fresh_sqlite_schema_is_hlds_v22_text_for_text(
     hld = _schema_sql(hld_fixtures / "hld_v22_empty.db")
     # Everything hld has, byte for byte; plus only agentstore's own additions.
     assert {name: ours[name] for name in hld} == hld
-    assert set(ours) - set(hld) == {"alembic_version", "uq_conversation_claude_session_sequence"}
+    added = set(ours) - set(hld)
+    assert {n for n in added if not n.startswith("agentstore_search")} == {
+        "alembic_version",
+        "uq_conversation_claude_session_sequence",
+    }
+    # The search index (revision 0005): FTS4, which hld's SQLite has, and six triggers.
+    assert "USING fts4(" in ours["agentstore_search"]
+    assert (
+        sum(name.startswith("agentstore_search_") and "TRIGGER" in ours[name] for name in added)
+        == 6
+    )
     with sqlite3.connect(db) as conn:
         ledger = conn.execute(
             "SELECT version, description FROM schema_version ORDER BY 1"

@@ -200,9 +200,17 @@ def configure_connection(conn: sqlite3.Connection, durability: str = "full") -> 
     """
     conn.isolation_level = None
     conn.create_function("agentstore_lower", 1, _lower, deterministic=True)
+    conn.create_function("agentstore_bm25", 1, _bm25, deterministic=True)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'full' else 'NORMAL'}")
+
+
+def _bm25(matchinfo: Any) -> float:
+    # The search index's ranking (agentstore.repos.search), for the store's own queries.
+    from agentstore.repos.search import bm25
+
+    return bm25(matchinfo)
 
 
 def _lower(value: Any) -> Any:

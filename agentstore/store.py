@@ -777,7 +777,10 @@ class Store(_Repositories):
         return self._feed.approvals(session_id)
 
     async def wait_for_decision(
-        self, approval_id: str, *, timeout: float | None = None
+        self,
+        approval_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the SPEC's signature)
     ) -> Approval:
         """The approval once it is approved or denied (at once if it already is).
 

@@ -311,7 +311,7 @@ async def postgres_changes(
             else:
                 feed.approvals_changed()
 
-        def on_lost(_conn: Any) -> None:
+        def on_lost(_conn: Any, lost: asyncio.Future[None] = lost) -> None:
             if not lost.done():
                 lost.set_result(None)
 
@@ -338,9 +338,9 @@ async def postgres_changes(
         # Lost: reconnect (and wake everything); no watch left: done.
 
 
-async def first_decision(feed: ChangeFeed, approval_id: str, timeout: float | None) -> Approval:
-    """:meth:`ChangeFeed.decision`, bounded by ``timeout`` seconds (TimeoutError)."""
-    if timeout is None:
+async def first_decision(feed: ChangeFeed, approval_id: str, seconds: float | None) -> Approval:
+    """:meth:`ChangeFeed.decision`, bounded by ``seconds`` (TimeoutError)."""
+    if seconds is None:
         return await feed.decision(approval_id)
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(seconds):
         return await feed.decision(approval_id)

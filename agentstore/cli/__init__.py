@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import click
 
-from agentstore.cli import approvals, data, database, demo, sessions  # noqa: F401 (commands)
+from agentstore.cli import approvals, data, database, demo, search, sessions  # noqa: F401
 from agentstore.cli.base import ENV_DATABASE, cli
 from agentstore.errors import StoreError
 

@@ -251,7 +251,8 @@ async def _search_sqlite(
         row[0]: row
         for row in (
             await conn.raw_rows(
-                "SELECT id, session_id, claude_session_id, sequence, created_at, content, "
+                # Placeholders only are put into this SQL.
+                "SELECT id, session_id, claude_session_id, sequence, created_at, content, "  # noqa: S608
                 f"tool_input_json, tool_result_content FROM conversation_events "
                 f"WHERE id IN ({_in(len(events))})",
                 events,
@@ -264,7 +265,7 @@ async def _search_sqlite(
         row[0]: row
         for row in (
             await conn.raw_rows(
-                "SELECT rowid, id, claude_session_id, created_at, title, summary, query "
+                "SELECT rowid, id, claude_session_id, created_at, title, summary, query "  # noqa: S608
                 f"FROM sessions WHERE rowid IN ({_in(len(sessions))})",
                 sessions,
             )
@@ -321,7 +322,8 @@ async def _search_postgresql(
         session = f"AND s.session_id = ${len(args)}"
     args += [limit, offset]
     ranked = await conn.raw_rows(
-        "SELECT s.event_id, s.session_id, s.field, ts_rank(s.document, q.q) AS rank "
+        # The query's terms are bound parameters; only their placeholders are put in the SQL.
+        "SELECT s.event_id, s.session_id, s.field, ts_rank(s.document, q.q) AS rank "  # noqa: S608
         f"FROM agentstore_search s, (SELECT {tsquery} AS q) AS q "
         f"WHERE s.document @@ q.q {session} "
         "ORDER BY rank DESC, s.created_at DESC NULLS LAST, s.event_id DESC NULLS LAST, s.field "

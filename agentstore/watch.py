@@ -38,8 +38,11 @@ __all__ = ["ChangeFeed"]
 
 logger = logging.getLogger("agentstore")
 
-POLL_SECONDS: Final = 0.005
+POLL_SECONDS: Final = 0.01
 """How often SQLite's ``data_version`` is checked while a watch is open (~15 µs a check)."""
+COALESCE_SECONDS: Final = 0.001
+"""Commits to one conversation within this long wake its watches once: a writer appending
+one event at a time is not slowed by waking every follower for every event."""
 BATCH: Final = 1000
 """Events read per query while a watch catches up."""
 CHANNEL: Final = "agentstore_changes"
@@ -78,11 +81,12 @@ class _Signal:
 class _Conversation:
     """The watches of one Claude session, and their shared reads."""
 
-    __slots__ = ("fetching", "signal", "watchers")
+    __slots__ = ("fetching", "pending", "signal", "watchers")
 
     def __init__(self) -> None:
         self.signal = _Signal()
         self.watchers = 0
+        self.pending: asyncio.TimerHandle | None = None  # a coalesced wake-up, scheduled
         # The read in flight: (after which sequence, the signal's version when it started,
         # its result), shared by every watch at that same position.
         self.fetching: tuple[int, int, asyncio.Future[list[ConversationEvent]]] | None = None
@@ -106,8 +110,15 @@ class ChangeFeed:
         """This store committed events in these Claude sessions."""
         for key in claude_session_ids:
             conversation = self._conversations.get(key)
-            if conversation is not None:
-                conversation.signal.bump()
+            if conversation is not None and conversation.pending is None:
+                conversation.pending = asyncio.get_running_loop().call_later(
+                    COALESCE_SECONDS, self._wake, conversation
+                )
+
+    @staticmethod
+    def _wake(conversation: _Conversation) -> None:
+        conversation.pending = None
+        conversation.signal.bump()
 
     def approvals_changed(self) -> None:
         """This store committed a write that may have changed approvals."""

@@ -11,8 +11,10 @@ phrase, on PostgreSQL ``phraseto_tsquery`` of a bound parameter — so no input 
 error and none reaches SQL unparameterised. At most 16 terms of 16 words each are used.
 
 Ranking: BM25 over the matched field (computed from FTS4's ``matchinfo`` on SQLite),
-``ts_rank`` on PostgreSQL; ties newest first. Snippets are cut from the stored text around
-the first match, the matched words in ``[`` and ``]``, the same way on both backends.
+``ts_rank`` on PostgreSQL; ties newest first (on SQLite: the most recently stored row first,
+rows being numbered as they are stored — reading each match's time would double the cost
+of a query). Snippets are cut from the stored text around the first match, the matched
+words in ``[`` and ``]``, the same way on both backends.
 """
 
 from __future__ import annotations
@@ -135,20 +137,36 @@ def snippet(text: str, terms: list[Term], width: int = 24) -> str:
     return " ".join("".join(out).split())
 
 
-def bm25(matchinfo: bytes, k1: float = 1.2, b: float = 0.75) -> float:
+_K1: Final = 1.2
+_B: Final = 0.75
+
+
+@cache
+def _layout(size: int) -> struct.Struct:
+    return struct.Struct(f"={size // 4}I")
+
+
+@cache
+def _idf(rows: int, documents: int) -> float:
+    return math.log(1 + (rows - documents + 0.5) / (documents + 0.5))
+
+
+def bm25(matchinfo: bytes) -> float:
     """BM25 of a row of the FTS4 index from its ``matchinfo(…, 'pcnalx')`` (higher is
-    better; the body is column 0). Registered on the store's SQLite connections."""
-    values = struct.unpack(f"={len(matchinfo) // 4}I", matchinfo)
-    phrases, columns, rows = values[0], values[1], values[2]
-    average = values[3] or 1
-    length = values[3 + columns]
-    hits = 3 + 2 * columns
+    better; the body is column 0). Registered on the store's SQLite connections: called
+    for every matching row, so it is kept small."""
+    values = _layout(len(matchinfo)).unpack(matchinfo)
+    phrases, columns = values[0], values[1]
+    # Length normalisation of the body: 1 - b + b * length / average length.
+    norm = _K1 * (1 - _B + _B * values[3 + columns] / (values[3] or 1))
+    at = 3 + 2 * columns
+    step = 3 * columns
     score = 0.0
-    for phrase in range(phrases):
-        at = hits + 3 * (phrase * columns)
-        frequency, documents = values[at], values[at + 2]
-        idf = math.log(1 + (rows - documents + 0.5) / (documents + 0.5))
-        score += idf * frequency * (k1 + 1) / (frequency + k1 * (1 - b + b * length / average))
+    for _ in range(phrases):
+        frequency = values[at]
+        if frequency:
+            score += _idf(values[2], values[at + 2]) * frequency * (_K1 + 1) / (frequency + norm)
+        at += step
     return score
 
 
@@ -164,7 +182,7 @@ def _match_sqlite(terms: list[Term]) -> str:
 _SQLITE_SEARCH: Final = (
     "SELECT docid, agentstore_bm25(matchinfo(agentstore_search, 'pcnalx')) AS rank "
     "FROM agentstore_search WHERE agentstore_search MATCH ? {session} "
-    "ORDER BY rank DESC, created DESC, docid DESC LIMIT ? OFFSET ?"
+    "ORDER BY rank DESC, docid DESC LIMIT ? OFFSET ?"
 )
 
 

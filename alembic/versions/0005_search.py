@@ -7,9 +7,9 @@ contents, tool inputs and tool results, kept by triggers, built here for existin
 make every hld insert fail on a shared file ("no such module: fts5"). With FTS4, the rows an
 hld daemon writes are indexed by the same triggers as agentstore's. One row per non-empty
 field; its ``docid`` names the row and the field: ``events.id * 8 + 3/4/5`` (content, tool
-input, tool result), ``sessions.rowid * 8 + 0/1/2`` (title, summary, query). ``created`` is
-the row's time as UTC text (for newest-first ties). Tokens are Unicode letters and digits,
-case- and accent-folded (``remove_diacritics=2``).
+input, tool result), ``sessions.rowid * 8 + 0/1/2`` (title, summary, query); the row's
+``session_id`` is stored beside it (not indexed) for searches within a session. Tokens are
+Unicode letters and digits, case- and accent-folded (``remove_diacritics=2``).
 
 **PostgreSQL**: a table of ``tsvector`` documents with a GIN index, kept by triggers, the
 text reduced by ``agentstore_words`` to lower-case letters and digits without accents
@@ -45,14 +45,11 @@ BUILD_BATCH = 20_000
 
 # --- SQLite -----------------------------------------------------------------------------------
 
-_SQLITE_TIME = "strftime('%Y-%m-%d %H:%M:%f', {})"
-
 
 def _sqlite_event_rows(prefix: str) -> str:
-    # The non-empty searchable fields of one event as (docid, body, session_id, created).
+    # The non-empty searchable fields of one event as (docid, body, session_id).
     return (
-        f"SELECT {prefix}.id * 8 + f.code, f.body, {prefix}.session_id, "
-        f"{_SQLITE_TIME.format(prefix + '.created_at')} FROM ("
+        f"SELECT {prefix}.id * 8 + f.code, f.body, {prefix}.session_id FROM ("
         f"SELECT 3 AS code, {prefix}.content AS body "
         f"UNION ALL SELECT 4, {prefix}.tool_input_json "
         f"UNION ALL SELECT 5, {prefix}.tool_result_content) AS f "
@@ -62,8 +59,7 @@ def _sqlite_event_rows(prefix: str) -> str:
 
 def _sqlite_session_rows(prefix: str) -> str:
     return (
-        f"SELECT {prefix}.rowid * 8 + f.code, f.body, {prefix}.id, "
-        f"{_SQLITE_TIME.format(prefix + '.created_at')} FROM ("
+        f"SELECT {prefix}.rowid * 8 + f.code, f.body, {prefix}.id FROM ("
         f"SELECT 0 AS code, {prefix}.title AS body "
         f"UNION ALL SELECT 1, {prefix}.summary "
         f"UNION ALL SELECT 2, {prefix}.query) AS f "
@@ -71,14 +67,13 @@ def _sqlite_session_rows(prefix: str) -> str:
     )
 
 
-_INSERT = "INSERT INTO agentstore_search (docid, body, session_id, created) "
+_INSERT = "INSERT INTO agentstore_search (docid, body, session_id) "
 
 
 def _upgrade_sqlite() -> None:
     op.execute(
         "CREATE VIRTUAL TABLE agentstore_search USING fts4("
-        "body, session_id, created, notindexed=session_id, notindexed=created, "
-        'tokenize=unicode61 "remove_diacritics=2")'
+        'body, session_id, notindexed=session_id, tokenize=unicode61 "remove_diacritics=2")'
     )
     event_docids = "OLD.id * 8 + 3, OLD.id * 8 + 4, OLD.id * 8 + 5"
     session_docids = "OLD.rowid * 8, OLD.rowid * 8 + 1, OLD.rowid * 8 + 2"
@@ -88,7 +83,7 @@ def _upgrade_sqlite() -> None:
     )
     op.execute(
         "CREATE TRIGGER agentstore_search_events_update AFTER UPDATE OF "
-        "content, tool_input_json, tool_result_content, session_id, created_at "
+        "content, tool_input_json, tool_result_content, session_id "
         "ON conversation_events BEGIN "
         f"DELETE FROM agentstore_search WHERE docid IN ({event_docids}); "
         f"{_INSERT}{_sqlite_event_rows('NEW')}; END"
@@ -103,7 +98,7 @@ def _upgrade_sqlite() -> None:
     )
     op.execute(
         "CREATE TRIGGER agentstore_search_sessions_update AFTER UPDATE OF "
-        "title, summary, query, id, created_at ON sessions BEGIN "
+        "title, summary, query, id ON sessions BEGIN "
         f"DELETE FROM agentstore_search WHERE docid IN ({session_docids}); "
         f"{_INSERT}{_sqlite_session_rows('NEW')}; END"
     )
@@ -113,12 +108,11 @@ def _upgrade_sqlite() -> None:
     )
     # Existing rows: one SELECT per field (SQLite has no LATERAL join).
     sessions = _INSERT + " UNION ALL ".join(
-        f"SELECT rowid * 8 + {code}, {column}, id, {_SQLITE_TIME.format('created_at')} "
-        f"FROM sessions WHERE coalesce({column}, '') <> ''"  # noqa: S608
+        f"SELECT rowid * 8 + {code}, {column}, id FROM sessions WHERE coalesce({column}, '') <> ''"
         for code, column in ((0, "title"), (1, "summary"), (2, "query"))
     )
     events = _INSERT + " UNION ALL ".join(
-        f"SELECT id * 8 + {code}, {column}, session_id, {_SQLITE_TIME.format('created_at')} "
+        f"SELECT id * 8 + {code}, {column}, session_id "
         f"FROM conversation_events WHERE coalesce({column}, '') <> '' {{range}}"
         for code, column in ((3, "content"), (4, "tool_input_json"), (5, "tool_result_content"))
     )

@@ -250,7 +250,8 @@ class SearchRepo:
                 return await _search_sqlite(conn, terms, limit, offset, session_id)
             return await _search_postgresql(conn, terms, limit, offset, session_id)
 
-        return await self._db.read(unit, snapshot=True)
+        # SQLite reads the page, then its rows, in one snapshot; PostgreSQL in one statement.
+        return await self._db.read(unit, snapshot=dialect == "sqlite")
 
 
 async def _search_sqlite(
@@ -332,6 +333,7 @@ async def _search_sqlite(
 async def _search_postgresql(
     conn: Conn, terms: list[Term], limit: int, offset: int, session_id: str | None
 ) -> list[SearchHit]:
+    # One statement, one round trip: the ranked page, then each hit's row.
     tsquery, values = _tsquery(terms)
     args: list[Any] = list(values)
     session = ""
@@ -339,75 +341,51 @@ async def _search_postgresql(
         args.append(session_id)
         session = f"AND s.session_id = ${len(args)}"
     args += [limit, offset]
-    ranked = await conn.raw_rows(
+    rows = await conn.raw_rows(
         # The query's terms are bound parameters; only their placeholders are put in the SQL.
-        "SELECT s.event_id, s.session_id, s.field, ts_rank(s.document, q.q) AS rank "  # noqa: S608
+        "WITH ranked AS (SELECT s.event_id, s.session_id, s.field, s.created_at, "  # noqa: S608
+        "ts_rank(s.document, q.q) AS rank "
         f"FROM agentstore_search s, (SELECT {tsquery} AS q) AS q "
         f"WHERE s.document @@ q.q {session} "
         "ORDER BY rank DESC, s.created_at DESC NULLS LAST, s.event_id DESC NULLS LAST, s.field "
-        f"LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        f"LIMIT ${len(args) - 1} OFFSET ${len(args)}) "
+        "SELECT r.event_id, r.session_id, r.field, e.claude_session_id, e.sequence, "
+        "e.created_at, e.content, e.tool_input_json, e.tool_result_content, "
+        "x.claude_session_id, x.created_at, x.title, x.summary, x.query "
+        "FROM ranked r "
+        "LEFT JOIN conversation_events e ON e.id = r.event_id "
+        "LEFT JOIN sessions x ON r.event_id IS NULL AND x.id = r.session_id "
+        "ORDER BY r.rank DESC, r.created_at DESC NULLS LAST, r.event_id DESC NULLS LAST, r.field",
         args,
     )
-    if not ranked:
-        return []
-    events = [row[0] for row in ranked if row[0] is not None]
-    sessions = list({row[1] for row in ranked if row[0] is None})
     decode = codec_utc()
-    found_events = {
-        row[0]: row
-        for row in (
-            await conn.raw_rows(
-                "SELECT id, session_id, claude_session_id, sequence, created_at, content, "
-                "tool_input_json, tool_result_content FROM conversation_events "
-                "WHERE id = ANY($1::bigint[])",
-                [events],
-            )
-            if events
-            else []
-        )
-    }
-    found_sessions = {
-        row[0]: row
-        for row in (
-            await conn.raw_rows(
-                "SELECT id, claude_session_id, created_at, title, summary, query "
-                "FROM sessions WHERE id = ANY($1::text[])",
-                [sessions],
-            )
-            if sessions
-            else []
-        )
-    }
     hits = []
-    for event_id, owner, code, _ in ranked:
+    for row in rows:
+        event_id, owner, code = row[0], row[1], row[2]
         if event_id is not None:
-            row = found_events.get(event_id)
-            if row is None:
+            if row[4] is None:  # deleted meanwhile
                 continue
             hits.append(
                 SearchHit(
-                    session_id=row[1],
-                    claude_session_id=row[2] or "",
-                    event_id=int(row[0]),
-                    sequence=int(row[3]),
+                    session_id=owner,
+                    claude_session_id=row[3] or "",
+                    event_id=int(event_id),
+                    sequence=int(row[4]),
                     field=FIELDS[code],
-                    snippet=snippet(row[5 + code - 3] or "", terms),
-                    created_at=decode(row[4]),
+                    snippet=snippet(row[6 + code - 3] or "", terms),
+                    created_at=decode(row[5]),
                 )
             )
-        else:
-            found = found_sessions.get(owner)
-            if found is None:
-                continue
+        elif row[10] is not None:
             hits.append(
                 SearchHit(
-                    session_id=found[0],
-                    claude_session_id=found[1] or "",
+                    session_id=owner,
+                    claude_session_id=row[9] or "",
                     event_id=None,
                     sequence=None,
                     field=FIELDS[code],
-                    snippet=snippet(found[3 + code] or "", terms),
-                    created_at=decode(found[2]),
+                    snippet=snippet(row[11 + code] or "", terms),
+                    created_at=decode(row[10]),
                 )
             )
     return hits

@@ -144,11 +144,14 @@ class Base(MappedAsDataclass, DeclarativeBase, kw_only=True, repr=False):
             raise InvalidValueError(f"{cls.__name__} has no field {', '.join(unknown)}")
         values: dict[str, Any] = {}
         for key, value in data.items():
-            if isinstance(columns[key].type, UTCDateTime) and isinstance(value, str):
-                try:
-                    value = datetime.fromisoformat(value)
-                except ValueError:
-                    raise InvalidValueError(f"{cls.__name__}.{key}: not an ISO 8601 time") from None
+            if isinstance(columns[key].type, UTCDateTime) and isinstance(value, str | datetime):
+                if isinstance(value, str):
+                    try:
+                        value = datetime.fromisoformat(value)
+                    except ValueError:
+                        raise InvalidValueError(
+                            f"{cls.__name__}.{key}: not an ISO 8601 time"
+                        ) from None
                 if value.utcoffset() is None:
                     raise InvalidValueError(f"{cls.__name__}.{key}: a time needs its UTC offset")
             values[key] = value

@@ -261,9 +261,11 @@ async def prepare_postgresql(engine: AsyncEngine, *, migrate: bool) -> None:
     except (SQLAlchemyError, OSError) as exc:
         original = getattr(exc, "orig", None) or exc
         error = translate(original, where)
-        if is_disconnect(original) or type(error) is DatabaseError:
-            reason = getattr(original, "strerror", None) or type(original).__name__
+        if is_disconnect(original):
+            reason = getattr(original, "strerror", None) or str(original) or type(original).__name__
             error = DatabaseError(f"cannot connect to {where}: {reason}")
+        elif type(error) is DatabaseError:
+            error = DatabaseError(f"cannot connect to {where}: {error}")
         raise error from exc
 
 

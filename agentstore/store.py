@@ -417,7 +417,8 @@ class Store(_Repositories):
 
     def __repr__(self) -> str:
         state = ", closed" if self._closed else ""
-        return f"Store({safe_url(self._url)!r}{state})"
+        memory = isinstance(self._backend, SQLiteBackend) and self._backend.target.memory
+        return f"Store({':memory:' if memory else safe_url(self._url)!r}{state})"
 
     @property
     def closed(self) -> bool:

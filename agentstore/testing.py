@@ -50,8 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _backends(config: pytest.Config) -> list[str]:
+    # One per line, or several on a line (spaces or commas between them).
     wanted = [
-        str(name).strip() for name in config.getini("agentstore_backends") if str(name).strip()
+        name
+        for line in config.getini("agentstore_backends")
+        for name in str(line).replace(",", " ").split()
     ]
     postgres = bool(os.environ.get(POSTGRES_ENV))
     if not wanted:

@@ -131,4 +131,6 @@ def cli(ctx: click.Context, db: str | None, debug: bool) -> None:
     Sessions and their conversations, pending approvals, the schema, and moving and
     keeping data, on an SQLite file or a PostgreSQL server.
     """
+    if db is not None and not db.strip():
+        raise click.UsageError("--db is empty")
     ctx.obj = Options(db=db, debug=debug)

@@ -8,6 +8,8 @@ an hld ``daemon.db``); other targets go through Alembic's command API directly.
 
 from __future__ import annotations
 
+import logging
+
 import click
 from alembic.config import Config
 
@@ -31,9 +33,20 @@ def adopt(path: str, no_backup: bool) -> None:
     """
     if not path.strip():
         raise click.UsageError("PATH is empty")
-    with status(f"Adopting {describe(path)}"):
-        report = run(adopt_file(path, backup=not no_backup))
+    logger = logging.getLogger("agentstore")
+    printed = _AdoptionReportPrinted()
+    logger.addFilter(printed)  # the report goes to stdout below, not twice
+    try:
+        with status(f"Adopting {describe(path)}"):
+            report = run(adopt_file(path, backup=not no_backup))
+    finally:
+        logger.removeFilter(printed)
     click.echo(report.describe())
+
+
+class _AdoptionReportPrinted(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Adopted hld database")
 
 
 @cli.group()
@@ -84,7 +97,8 @@ def upgrade(ctx: click.Context, revision: str, db: str | None) -> None:
     _alembic("upgrade", target, revision)
 
 
-@db.command()
+# ignore_unknown_options: REVISION may be "-1" (one step down), which is not an option.
+@db.command(context_settings={"ignore_unknown_options": True})
 @click.argument("revision")
 @database_option
 @click.pass_context

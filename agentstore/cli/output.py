@@ -60,12 +60,32 @@ def table(
             sys.stdout.write("\t".join(text_cell(cell) for cell in row) + "\n")
         return
     console = Console()
-    grid = Table(title=title, header_style="bold", expand=False)
-    for name in columns:
-        grid.add_column(name, overflow="ellipsis", no_wrap=True)
-    for row in rows:
-        grid.add_row(*(text_cell(cell) for cell in row))
+    cells = [[text_cell(cell) for cell in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+    grid = Table(title=title, header_style="bold")
+    for name, width in zip(
+        columns, _fit(widths, console.width - 3 * len(columns) - 1), strict=True
+    ):
+        grid.add_column(name, overflow="ellipsis", no_wrap=True, width=width)
+    for row in cells:
+        grid.add_row(*row)
     console.print(grid)
+
+
+def _fit(widths: list[int], room: int) -> list[int]:
+    """Column widths within ``room``: the widest column gives way first (cut with an
+    ellipsis), then every column shares what is left, none narrower than 3."""
+    fitted = list(widths)
+    while sum(fitted) > room:
+        widest = max(range(len(fitted)), key=lambda i: fitted[i])
+        others = sum(fitted) - fitted[widest]
+        if room - others >= 8:
+            fitted[widest] = room - others
+            break
+        if fitted[widest] <= 3:
+            break
+        fitted[widest] -= 1
+    return fitted
 
 
 def key_values(pairs: Sequence[tuple[str, Any]]) -> None:

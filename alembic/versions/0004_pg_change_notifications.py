@@ -1,4 +1,4 @@
-"""PostgreSQL: the writing transaction tells listeners what changed (``NOTIFY``).
+"""PostgreSQL: the writing transaction tells listeners what changed (NOTIFY).
 
 Statement-level triggers send, on commit, ``e:<claude session id>`` on the
 ``agentstore_changes`` channel for every Claude session that got events, and ``a`` when

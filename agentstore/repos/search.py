@@ -4,17 +4,32 @@ The index (revision 0005) is kept by triggers, so it follows every write, whoeve
 appends single, batched or in a transaction, title and summary updates, deletes and prunes
 — and, on a shared SQLite file, hld's own writes.
 
-Query language: words, all of which must match; ``"a quoted phrase"``; ``prefix*``. Every
-other character is literal: the query is cut into words of Unicode letters and digits (as
-the index is) and each term is handed to the engine as a quoted phrase — on SQLite an FTS4
-phrase, on PostgreSQL ``phraseto_tsquery`` of a bound parameter — so no input is a syntax
-error and none reaches SQL unparameterised. At most 16 terms of 16 words each are used.
+Words are what SQLite's FTS4 ``unicode61`` tokenizer (``remove_diacritics=2``) makes them,
+on both backends and in snippets: see :mod:`agentstore.unicode61`. A word is found whatever
+its case and its Latin accents, in composed or decomposed form (``école``, ``ECOLE`` and
+``e\u0301cole`` are one word).
+
+Query language: words, all of which must match; ``"a quoted phrase"``; ``prefix*`` (on a
+bare term of several words, such as ``file_na*``, the last word is the prefix). Every other
+character is literal: the query is cut into words as the index is, and each term is handed
+to the engine as a phrase of its words — an FTS4 phrase on SQLite, a tsquery literal bound
+as a parameter on PostgreSQL — so no input is a syntax error and none reaches SQL
+unparameterised. A query may have up to 1,000 different terms (a phrase any number of
+words): a longer one is refused (InvalidValueError) rather than cut, which would find texts
+missing some of its words.
 
 Ranking: BM25 over the matched field (computed from FTS4's ``matchinfo`` on SQLite),
-``ts_rank`` on PostgreSQL; ties newest first (on SQLite: the most recently stored row first,
-rows being numbered as they are stored — reading each match's time would double the cost
-of a query). Snippets are cut from the stored text around the first match, the matched
-words in ``[`` and ``]``, the same way on both backends.
+``ts_rank`` divided by 1 + the logarithm of the field's length on PostgreSQL, so that one
+mention in a short text ranks above one in a long text. Ties: newest first — on PostgreSQL
+by the row's time, on SQLite by the most recently stored row (rows are numbered as they
+are stored; reading each match's time would double the cost of a query). Snippets are cut
+from the stored text around the first match, the matched words in ``[`` and ``]``, the same
+way on both backends; a word or gap longer than 48 or 16 characters is shortened with
+``…``.
+
+Limits of PostgreSQL's index (none on SQLite): a word is indexed by its first 256
+characters, a field by the words of its first 250,000 characters, and positions past the
+16,383rd word all count as the last, so a phrase is matched exactly only before it.
 """
 
 from __future__ import annotations
@@ -22,7 +37,6 @@ from __future__ import annotations
 import math
 import re
 import struct
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -32,17 +46,17 @@ from agentstore.db import Conn
 from agentstore.errors import InvalidValueError
 from agentstore.repos._base import Database
 from agentstore.types import codec, read_timestamp
+from agentstore.unicode61 import WORD, fold, pg_lexeme
 from agentstore.validation import check_text, require_int, require_str
 
 __all__ = ["SearchHit", "SearchRepo", "bm25", "parse_query", "snippet"]
 
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 200
-MAX_TERMS: Final = 16
-MAX_WORDS: Final = 16
-MAX_WORD_LENGTH: Final = 64
+MAX_TERMS: Final = 1000
+SHOWN_WORD: Final = 48
+SHOWN_GAP: Final = 16
 
-_WORD: Final = re.compile(r"[^\W_]+")
 _TERM: Final = re.compile(r'"([^"]*)"?|([^\s"]+)')
 
 # The code in each indexed row's id (revision 0005): what the row is, and which field.
@@ -84,55 +98,80 @@ class Term:
 
 
 def parse_query(text: str) -> list[Term]:
-    """The terms of a query; ``[]`` if it holds no word at all."""
-    terms: list[Term] = []
-    for match in _TERM.finditer(text.replace("\x00", " ")):
+    """The terms of a query, each once; ``[]`` if it holds no word at all.
+    InvalidValueError if it has more than 1,000 different terms."""
+    terms: dict[Term, None] = {}
+    for match in _TERM.finditer(text):
         quoted, bare = match.group(1), match.group(2)
         source = quoted if quoted is not None else bare
-        words = tuple(word[:MAX_WORD_LENGTH] for word in _WORD.findall(source))[:MAX_WORDS]
+        words = tuple(WORD.findall(source))
         if not words:
             continue
-        prefix = quoted is None and bare.endswith("*") and len(words) == 1
-        terms.append(Term(words, prefix))
-        if len(terms) == MAX_TERMS:
-            break
-    return terms
+        terms[Term(words, quoted is None and bare.endswith("*"))] = None
+    if len(terms) > MAX_TERMS:
+        # SQLite's FTS4 refuses a query tree deeper than 12 (about 4,000 terms); a longer
+        # query is refused whole on both backends rather than cut.
+        raise InvalidValueError(
+            f"a query may have at most {MAX_TERMS} different terms; this one has {len(terms)}"
+        )
+    return list(terms)
 
 
-def fold(word: str) -> str:
-    """A word as the index compares it: lower case, without accents."""
-    decomposed = unicodedata.normalize("NFD", word.lower())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
+def _shown(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _gap(text: str) -> str:
+    # Both ends of a long gap: the spaces that separate it from its words stay.
+    half = SHOWN_GAP // 2
+    return text if len(text) <= SHOWN_GAP else text[:half] + "…" + text[-half:]
 
 
 def snippet(text: str, terms: list[Term], width: int = 24) -> str:
-    """About ``width`` words of ``text`` around its first match, matches in ``[`` ``]``."""
-    spans = [(m.start(), m.end(), fold(m.group())) for m in _WORD.finditer(text)]
-    marked = [False] * len(spans)
-    for term in terms:
-        wanted = [fold(word) for word in term.words]
-        size = len(wanted)
-        for i in range(len(spans) - size + 1):
-            last = spans[i + size - 1][2]
-            if all(spans[i + k][2] == wanted[k] for k in range(size - 1)) and (
-                last.startswith(wanted[-1]) if term.prefix else last == wanted[-1]
+    """About ``width`` words of ``text`` around its first match, matches in ``[`` ``]``.
+
+    Words are read only as far as the excerpt needs: the cost does not grow with the part
+    of a long text after it."""
+    wanted = [([fold(word) for word in term.words], term.prefix) for term in terms]
+    longest = max((len(words) for words, _ in wanted), default=1)
+    spans: list[tuple[int, int, str]] = []
+    marked: set[int] = set()
+    first: int | None = None
+    stop: int | None = None
+    for match in WORD.finditer(text):
+        spans.append((match.start(), match.end(), fold(match.group())))
+        last = len(spans) - 1
+        # Terms that end at this word.
+        for words, prefix in wanted:
+            size = len(words)
+            begin = last - size + 1
+            if begin < 0:
+                continue
+            tail = spans[last][2]
+            if (tail.startswith(words[-1]) if prefix else tail == words[-1]) and all(
+                spans[begin + k][2] == words[k] for k in range(size - 1)
             ):
-                for k in range(size):
-                    marked[i + k] = True
+                marked.update(range(begin, last + 1))
+                if first is None:
+                    first = begin
+                    stop = max(0, first - width // 3) + width + longest
+        if stop is not None and len(spans) >= stop:
+            break
     if not spans:
-        return text[:200]
-    first = next((i for i, hit in enumerate(marked) if hit), 0)
-    start = max(0, first - width // 3)
+        return _shown(" ".join(text.split()), 200)
+    start = max(0, (first or 0) - width // 3)
     end = min(len(spans), start + width)
     out = ["…"] if start > 0 else []
     position = spans[start][0] if start > 0 else 0
     for i in range(start, end):
         begin, finish, _ = spans[i]
-        out.append(text[position:begin])
-        out.append(f"[{text[begin:finish]}]" if marked[i] else text[begin:finish])
+        out.append(_gap(text[position:begin]))
+        word = _shown(text[begin:finish], SHOWN_WORD)
+        out.append(f"[{word}]" if i in marked else word)
         position = finish
-    out.append(text[position : spans[end][0]] if end < len(spans) else text[position:])
-    if end < len(spans):
+    more = end < len(spans) or WORD.search(text, position) is not None
+    out.append(_gap(text[position : spans[end][0]] if end < len(spans) else text[position:]))
+    if more:
         out.append("…")
     return " ".join("".join(out).split())
 
@@ -191,25 +230,16 @@ def _in(count: int) -> str:
     return ", ".join("?" * count)
 
 
-def _tsquery(terms: list[Term]) -> tuple[str, list[str]]:
-    """The tsquery SQL for the terms, each word list a bound parameter."""
-    parts: list[str] = []
-    values: list[str] = []
+def _tsquery(terms: list[Term]) -> str:
+    """The terms as a tsquery literal, bound as one parameter: each word folded as
+    ``agentstore_words`` folds the index's (so no text search parser cuts it again)."""
+    parts = []
     for term in terms:
-        words = list(term.words)
-        last = words.pop() if term.prefix else None
-        part = None
-        if words:
-            values.append(" ".join(words))
-            part = f"phraseto_tsquery('simple', agentstore_words(${len(values)}))"
-        if last is not None:
-            # One word of letters and digits: safe inside to_tsquery's own syntax.
-            values.append(last)
-            prefix = f"to_tsquery('simple', trim(agentstore_words(${len(values)})) || ':*')"
-            part = prefix if part is None else f"tsquery_phrase({part}, {prefix})"
-        assert part is not None
-        parts.append(f"({part})")
-    return " && ".join(parts), values
+        lexemes = [pg_lexeme(word) for word in term.words]
+        if term.prefix:
+            lexemes[-1] += ":*"
+        parts.append("(" + " <-> ".join(lexemes) + ")")
+    return " & ".join(parts)
 
 
 class SearchRepo:
@@ -334,8 +364,7 @@ async def _search_postgresql(
     conn: Conn, terms: list[Term], limit: int, offset: int, session_id: str | None
 ) -> list[SearchHit]:
     # One statement, one round trip: the ranked page, then each hit's row.
-    tsquery, values = _tsquery(terms)
-    args: list[Any] = list(values)
+    args: list[Any] = [_tsquery(terms)]
     session = ""
     if session_id is not None:
         args.append(session_id)
@@ -344,9 +373,8 @@ async def _search_postgresql(
     rows = await conn.raw_rows(
         # The query's terms are bound parameters; only their placeholders are put in the SQL.
         "WITH ranked AS (SELECT s.event_id, s.session_id, s.field, s.created_at, "  # noqa: S608
-        "ts_rank(s.document, q.q) AS rank "
-        f"FROM agentstore_search s, (SELECT {tsquery} AS q) AS q "
-        f"WHERE s.document @@ q.q {session} "
+        "ts_rank(s.document, $1::tsquery, 1) AS rank "
+        f"FROM agentstore_search s WHERE s.document @@ $1::tsquery {session} "
         "ORDER BY rank DESC, s.created_at DESC NULLS LAST, s.event_id DESC NULLS LAST, s.field "
         f"LIMIT ${len(args) - 1} OFFSET ${len(args)}) "
         "SELECT r.event_id, r.session_id, r.field, e.claude_session_id, e.sequence, "

@@ -9,12 +9,13 @@ hld daemon writes are indexed by the same triggers as agentstore's. One row per 
 field; its ``docid`` names the row and the field: ``events.id * 8 + 3/4/5`` (content, tool
 input, tool result), ``sessions.rowid * 8 + 0/1/2`` (title, summary, query); the row's
 ``session_id`` is stored beside it (not indexed) for searches within a session. Tokens are
-Unicode letters and digits, case- and accent-folded (``remove_diacritics=2``).
+cut and folded by ``unicode61`` with ``remove_diacritics=2`` (see ``agentstore.unicode61``).
 
-**PostgreSQL**: a table of ``tsvector`` documents with a GIN index, kept by triggers, the
-text reduced by ``agentstore_words`` to lower-case letters and digits without accents
-(``normalize(…, NFD)`` without combining marks — no extension needed — and everything else
-a space), parsed with the ``simple`` configuration: both backends see the same words.
+**PostgreSQL**: a table of ``tsvector`` documents with a GIN index, kept by triggers. A
+document holds the words SQLite's tokenizer would see, cut and folded by
+``agentstore_words`` from the same tables (``agentstore.unicode61``, read from SQLite's own
+tokenizer: no extension, no dependence on the database's locale) and put into a tsvector
+by ``agentstore_document`` without a text search parser, which would cut them again.
 
 Building the index for a large existing database takes a while (adopting an hld file runs
 this revision): progress is logged on the ``agentstore`` logger.
@@ -32,6 +33,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from agentstore.unicode61 import PG_DOCUMENT_FUNCTION, PG_WORDS_FUNCTION
 from alembic import context, op
 
 revision: str = "0005_search"
@@ -163,17 +165,11 @@ def _downgrade_sqlite() -> None:
 
 # --- PostgreSQL -----------------------------------------------------------------------------
 
-_PG_WORDS = (
-    "CREATE FUNCTION agentstore_words(text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE "
-    "AS $$ SELECT regexp_replace(regexp_replace(normalize(lower($1), NFD), "
-    "'[\\u0300-\\u036f]', '', 'g'), '[^[:alnum:]]+', ' ', 'g') $$"
-)
-
 
 def _pg_event_rows(prefix: str) -> str:
     return (
         f"SELECT {prefix}.id, {prefix}.session_id, f.code, {prefix}.created_at, "
-        "to_tsvector('simple', agentstore_words(f.body)) "
+        "agentstore_document(f.body) "
         f"FROM (VALUES (3, {prefix}.content), (4, {prefix}.tool_input_json), "
         f"(5, {prefix}.tool_result_content)) AS f(code, body) "
         "WHERE coalesce(f.body, '') <> ''"
@@ -183,7 +179,7 @@ def _pg_event_rows(prefix: str) -> str:
 def _pg_session_rows(prefix: str) -> str:
     return (
         f"SELECT NULL::bigint, {prefix}.id, f.code, {prefix}.created_at, "
-        "to_tsvector('simple', agentstore_words(f.body)) "
+        "agentstore_document(f.body) "
         f"FROM (VALUES (0, {prefix}.title), (1, {prefix}.summary), (2, {prefix}.query)) "
         "AS f(code, body) WHERE coalesce(f.body, '') <> ''"
     )
@@ -193,7 +189,8 @@ _PG_INSERT = "INSERT INTO agentstore_search (event_id, session_id, field, create
 
 
 def _upgrade_postgresql() -> None:
-    op.execute(_PG_WORDS)
+    op.execute(PG_WORDS_FUNCTION)
+    op.execute(PG_DOCUMENT_FUNCTION)
     op.execute(
         "CREATE TABLE agentstore_search ("
         "event_id bigint, session_id text NOT NULL, field smallint NOT NULL, "
@@ -212,7 +209,7 @@ def _upgrade_postgresql() -> None:
 CREATE FUNCTION agentstore_search_events_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     {_PG_INSERT}SELECT n.id, n.session_id, f.code, n.created_at,
-        to_tsvector('simple', agentstore_words(f.body))
+        agentstore_document(f.body)
     FROM new_rows n CROSS JOIN LATERAL (VALUES (3, n.content), (4, n.tool_input_json),
         (5, n.tool_result_content)) AS f(code, body)
     WHERE coalesce(f.body, '') <> '';
@@ -287,6 +284,7 @@ def _downgrade_postgresql() -> None:
     op.execute("DROP FUNCTION agentstore_search_events_changed()")
     op.execute("DROP FUNCTION agentstore_search_events_inserted()")
     op.execute("DROP TABLE agentstore_search")
+    op.execute("DROP FUNCTION agentstore_document(text)")
     op.execute("DROP FUNCTION agentstore_words(text)")
 
 

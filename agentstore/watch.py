@@ -157,7 +157,11 @@ class ChangeFeed:
     def _source_ended(self, task: asyncio.Task[None]) -> None:
         # It stops when the last watch ends; a watch opened as it stopped gets a new one.
         if not task.cancelled() and task.exception() is not None:
-            logger.warning("agentstore: the change source failed: %r", task.exception())
+            # The type only: a driver's message may quote a row's values.
+            logger.warning(
+                "agentstore: the change source failed (%s); restarting it",
+                type(task.exception()).__name__,
+            )
         if self.watching and self._source is task:
             self._start_source()
 

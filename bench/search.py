@@ -19,6 +19,7 @@ import random
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from agentstore import ConversationEvent, EventType, Session, Store
 from agentstore.migrations import alembic_config
@@ -58,7 +59,7 @@ def corpus_events(rng: random.Random, session: Session, count: int) -> list[Conv
     for i in range(count):
         kind = i % 3
         at = base + timedelta(seconds=i)
-        common = {
+        common: dict[str, Any] = {
             "session_id": session.id,
             "claude_session_id": session.claude_session_id,
             "created_at": at,

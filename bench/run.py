@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench import opening, reads, writes
+from bench import opening, reads, transfer, writes
 from bench.backends import Databases, PostgresDatabases, SQLiteDatabases
 from bench.common import (
     FULL,
@@ -89,7 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help=f"comma-separated workloads to run (of {', '.join(WORKLOADS)}; default: all)",
+        help=f"comma-separated workloads to run (of {', '.join([*WORKLOADS, *transfer.KEYS])}; "
+        "default: all)",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite runs")
     args = parser.parse_args(argv)
@@ -98,7 +99,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     only = {w.strip().upper() for w in args.only.split(",") if w.strip()}
-    if unknown := only - set(WORKLOADS):
+    if unknown := only - set(WORKLOADS) - set(transfer.KEYS):
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     args.only = only or None
     return args
@@ -117,8 +118,15 @@ async def main(argv: Sequence[str] | None = None) -> int:
     # The tree as it was when agentstore was imported (it may change while the bench runs).
     revision = agentstore_revision()
     for db in backends:
+        if args.only is not None and not args.only & set(WORKLOADS):
+            break
         table = await run_backend(db, sizes, args.rounds, args.only, revision)
         print(table + "\n", flush=True)
+    if args.only is None or args.only & set(transfer.KEYS):
+        section = await transfer.transfer_section(
+            args.quick, args.rounds, args.only, args.postgres_url
+        )
+        print(section + "\n", flush=True)
     return 0
 
 

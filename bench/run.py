@@ -22,7 +22,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench import opening, reads, transfer, writes
+from bench import opening, reads, search, transfer, watches, writes
 from bench.backends import Databases, PostgresDatabases, SQLiteDatabases
 from bench.common import (
     FULL,
@@ -50,6 +50,10 @@ WORKLOADS: dict[str, Workload] = {
     "O2": opening.o2,
 }
 SQLITE_ONLY = frozenset({"O1"})
+# Sections of their own, per backend: search (bench/search.py) and watches (bench/watches.py).
+SEARCH_KEYS = ("S1", "S2")
+WATCH_KEYS = ("L1", "L2", "C1", "F1")
+ALL_KEYS = (*WORKLOADS, *SEARCH_KEYS, *WATCH_KEYS, *transfer.KEYS)
 
 
 async def run_backend(
@@ -89,8 +93,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help=f"comma-separated workloads to run (of {', '.join([*WORKLOADS, *transfer.KEYS])}; "
-        "default: all)",
+        help=f"comma-separated workloads to run (of {', '.join(ALL_KEYS)}; default: all)",
     )
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite runs")
     args = parser.parse_args(argv)
@@ -99,7 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     only = {w.strip().upper() for w in args.only.split(",") if w.strip()}
-    if unknown := only - set(WORKLOADS) - set(transfer.KEYS):
+    if unknown := only - set(ALL_KEYS):
         parser.error(f"unknown workloads: {', '.join(sorted(unknown))}")
     args.only = only or None
     return args
@@ -117,11 +120,20 @@ async def main(argv: Sequence[str] | None = None) -> int:
         backends.append(PostgresDatabases(args.postgres_url))
     # The tree as it was when agentstore was imported (it may change while the bench runs).
     revision = agentstore_revision()
+
+    def wanted(keys: Sequence[str]) -> bool:
+        return args.only is None or bool(args.only & set(keys))
+
     for db in backends:
-        if args.only is not None and not args.only & set(WORKLOADS):
-            break
-        table = await run_backend(db, sizes, args.rounds, args.only, revision)
-        print(table + "\n", flush=True)
+        if wanted(list(WORKLOADS)):
+            table = await run_backend(db, sizes, args.rounds, args.only, revision)
+            print(table + "\n", flush=True)
+        if wanted(SEARCH_KEYS):
+            section = await search.search_section(db, args.quick, args.rounds)
+            print(f"### agentstore search — {db.name}\n\n{section}\n", flush=True)
+        if wanted(WATCH_KEYS):
+            section = await watches.watch_section(db, args.quick)
+            print(f"### agentstore watches — {db.name}\n\n{section}\n", flush=True)
     if args.only is None or args.only & set(transfer.KEYS):
         section = await transfer.transfer_section(
             args.quick, args.rounds, args.only, args.postgres_url

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import chain, repeat
+from operator import add
 from typing import Final
 
 from agentstore._unicode61_tables import DIACRITICS, FOLDS, SEPARATORS
@@ -123,3 +125,77 @@ def pg_lexeme(word: str) -> str:
     """A query word as a quoted tsquery operand (a folded word holds no quote or
     backslash: they are separators)."""
     return "'" + fold(word)[:PG_MAX_WORD] + "'"
+
+
+# --- PostgreSQL's documents, built in Python -------------------------------------------------
+# For bulk loads (copy_database into PostgreSQL): the same tsvector literal that
+# agentstore_document() builds, made on the client, about five times faster than the
+# server's plpgsql — the server then only parses it. ASCII goes through one byte table
+# (separators to spaces, capitals to small letters); then each distinct non-ASCII character
+# of the text is replaced by its fold ('' for an accent, ' ' for a separator). Replacing one
+# character at a time is exact because a fold is final: no character folds to one that
+# folds again (checked below; if a regenerated table broke that, str.translate is used).
+
+
+def _non_ascii_folds() -> dict[str, str]:
+    folds = {chr(code): chr(target) for code, target in FOLDS.items() if code > 0x7F}
+    folds.update(dict.fromkeys((chr(code) for code in DIACRITICS if code > 0x7F), ""))
+    for low, high in SEPARATORS:
+        folds.update(dict.fromkeys((chr(code) for code in range(max(low, 0x80), high + 1)), " "))
+    return folds
+
+
+_NON_ASCII_FOLDS: Final = _non_ascii_folds()
+_ASCII_FOLDS: Final = bytes(
+    ord(" ") if any(low <= code <= high for low, high in SEPARATORS) else FOLDS.get(code, code)
+    for code in range(128)
+) + bytes(range(128, 256))
+_FOLDS_ARE_FINAL: Final = all(
+    _NON_ASCII_FOLDS.get(target, target) == target
+    and (target > "\x7f" or _ASCII_FOLDS[ord(target)] == ord(target))
+    for target in _NON_ASCII_FOLDS.values()
+    if target
+) and not any(chr(code).isspace() for code in FOLDS.values())
+_NON_ASCII: Final = re.compile("[^\x00-\x7f]")
+_FULL_TABLE: Final = {**_FOLD_TABLE, **{ord(c): f for c, f in _NON_ASCII_FOLDS.items()}}
+for _low, _high in SEPARATORS:
+    _FULL_TABLE.update(dict.fromkeys(range(_low, min(_high, 0x7F) + 1), " "))
+#: Positions as PostgreSQL keeps them: up to 16,383, every later word at the 16,383rd.
+_PG_MAX_POSITION: Final = 16_383
+_POSITIONS: Final = tuple(f"':{at}" for at in range(1, _PG_MAX_POSITION + 1))
+
+
+def _document_words(text: str) -> list[str]:
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_FOLDS).decode("ascii").split()
+    if not _FOLDS_ARE_FINAL:  # pragma: no cover - the tables as generated are final
+        return [word for word in text.translate(_FULL_TABLE).split(" ") if word]
+    folded = (
+        text.encode("utf-8", "surrogatepass")
+        .translate(_ASCII_FOLDS)
+        .decode("utf-8", "surrogatepass")
+    )
+    for char in set(_NON_ASCII.findall(folded)):
+        folded = folded.replace(char, _NON_ASCII_FOLDS.get(char, char))
+    # Every character Python splits on is a separator, already a space.
+    return folded.split()
+
+
+def pg_document(text: str) -> str:
+    """The tsvector literal that ``agentstore_document(text)`` builds in PostgreSQL, exactly
+    (tests compare the two for every code point and at every limit)."""
+    words = _document_words(text)
+    if len(text) > PG_MAX_TEXT:
+        # PostgreSQL cuts the words, joined by single spaces, to PG_MAX_TEXT characters
+        # (never more than the text's length: a character folds to at most one).
+        joined = " ".join(words)
+        if len(joined) > PG_MAX_TEXT:
+            words = joined[:PG_MAX_TEXT].split()
+    if not words:
+        return ""
+    if max(map(len, words)) > PG_MAX_WORD:
+        words = [word[:PG_MAX_WORD] for word in words]
+    positions = iter(_POSITIONS)
+    if len(words) > _PG_MAX_POSITION:
+        positions = chain(_POSITIONS, repeat(_POSITIONS[-1], len(words) - _PG_MAX_POSITION))
+    return "'" + " '".join(map(add, words, positions))

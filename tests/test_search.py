@@ -1178,6 +1178,53 @@ async def test_postgresql_cuts_and_folds_every_code_point_as_python_does(postgre
     assert differ == []
 
 
+def documents_to_compare() -> list[str]:
+    """Texts for pg_document against agentstore_document: every code point in context, and
+    every limit (long words, more words than positions, more text than is indexed)."""
+    rng = random.Random(7)
+    texts = [
+        "\f".join(contexts(code) for code in EVERY_CODE_POINT[start : start + 32])
+        for start in range(0, len(EVERY_CODE_POINT), 32)
+    ]
+    alphabet = [chr(c) for c in (*range(0x20, 0x7F), 0xE9, 0x301, 0xDF, 0x3A9, 0x2019, 0x3000)]
+    texts += ["".join(rng.choices(alphabet, k=rng.randrange(1, 400))) for _ in range(2_000)]
+    texts += [
+        "",
+        " \t\n!! ",
+        "\u0301a\u0301b \u0301",
+        "word " + "k" * 300 + " \u00e9" * 2 + "K" * 257,
+        " ".join(f"w{i % 500}" for i in range(17_000)),  # past position 16,383
+        "é " * 16_400,
+        "abc " * 70_000,  # 280,000 characters: cut at 250,000, inside a word
+        "x" * 249_999 + " yz" + " é" * 10,
+        "Ωμέγα ΛΌΓΟΣ ёлка ǅ ǲ ﬁ straße İstanbul x²",
+    ]
+    return texts
+
+
+async def test_python_builds_the_documents_postgresql_builds(postgres_url: str) -> None:
+    # copy_database builds the search index's documents on the client (pg_document);
+    # they must be exactly what the trigger's agentstore_document() makes.
+    from agentstore.unicode61 import pg_document
+
+    texts = documents_to_compare()
+    async with await Store.open(postgres_url) as store:
+        async with store.engine.connect() as conn:
+            differ = []
+            for start in range(0, len(texts), 5_000):
+                chunk = texts[start : start + 5_000]
+                rows: Any = (
+                    await conn.exec_driver_sql(
+                        "SELECT agentstore_document(t)::text, d::tsvector::text "
+                        "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(t, d, n) "
+                        "ORDER BY n",
+                        (chunk, [pg_document(text) for text in chunk]),
+                    )
+                ).all()
+                differ += [t[:80] for t, row in zip(chunk, rows, strict=True) if row[0] != row[1]]
+    assert differ == []
+
+
 async def test_postgresql_does_not_depend_on_the_database_locale(postgres_url: str) -> None:
     # A database made with the C locale, whose lower() and text search parser see only
     # ASCII letters: the index is the same.

@@ -1028,6 +1028,8 @@ async def test_a_copy_stopped_midway_leaves_the_destination_empty(
     if "://" in any_target:
         left = await dump(any_target, ROW_TABLES)
         assert all(not rows for rows in left.values())
+        # The trigger and index the copy set aside are back with the rollback.
+        assert (await search_index(any_target))[:2] == (True, True)
     else:
         assert not Path(any_target).exists()  # the file it created is gone
     done: list[tuple[int, int]] = []
@@ -1035,6 +1037,45 @@ async def test_a_copy_stopped_midway_leaves_the_destination_empty(
     assert counts["conversation_events"] == 406
     assert done[-1][0] == done[-1][1] == sum(counts.values())
     assert await dump(any_target) == await dump(store)
+    if "://" in any_target:
+        enabled, indexed, stored, expected = await search_index(any_target)
+        assert enabled and indexed
+        assert len(stored) > 406  # the events' and the sessions' fields
+        assert stored == expected
+
+
+async def search_index(url: str) -> tuple[bool, bool, list[Any], list[Any]]:
+    """A PostgreSQL database's search index: whether its insert trigger is enabled and its
+    GIN index exists, its rows, and the rows the trigger's own function makes of the
+    stored events and sessions (a copy builds the events' documents on the client)."""
+    async with Store.open(url) as store, store.engine.connect() as conn:
+        state: Any
+        [state] = (
+            await conn.exec_driver_sql(
+                "SELECT (SELECT tgenabled <> 'D' FROM pg_trigger "
+                "WHERE tgname = 'agentstore_search_events_insert'), "
+                "to_regclass('ix_agentstore_search_document') IS NOT NULL"
+            )
+        ).all()
+        stored = (
+            await conn.exec_driver_sql(
+                "SELECT event_id, session_id, field, created_at, document::text "
+                "FROM agentstore_search ORDER BY session_id, event_id, field"
+            )
+        ).all()
+        expected = (
+            await conn.exec_driver_sql(
+                "SELECT * FROM (SELECT e.id, e.session_id, f.code, e.created_at, "
+                "agentstore_document(f.body)::text FROM conversation_events e CROSS JOIN "
+                "LATERAL (VALUES (3, e.content), (4, e.tool_input_json), "
+                "(5, e.tool_result_content)) AS f(code, body) WHERE coalesce(f.body, '') <> '' "
+                "UNION ALL SELECT NULL::bigint, s.id, f.code, s.created_at, "
+                "agentstore_document(f.body)::text FROM sessions s CROSS JOIN LATERAL "
+                "(VALUES (0, s.title), (1, s.summary), (2, s.query)) AS f(code, body) "
+                "WHERE coalesce(f.body, '') <> '') AS x ORDER BY 2, 1, 3"
+            )
+        ).all()
+    return bool(state[0]), bool(state[1]), list(stored), list(expected)
 
 
 # --- prune ------------------------------------------------------------------------------------

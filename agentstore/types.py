@@ -276,16 +276,18 @@ Int64: Final = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 """Go's ``int``/``int64``: ``bigint`` on PostgreSQL; on SQLite hld's ``INTEGER`` (64-bit there)."""
 
 
-# The text agentstore writes parses in one call; anything else (Go's forms, NULL, integers)
-# goes through read_timestamp. A local-time text is parsed once, then moved to UTC.
+# The text agentstore writes parses in one call; anything else (Go's forms, integers) goes
+# through read_timestamp. A local-time text is parsed once, then moved to UTC. NULL is
+# tested first: a raised and caught exception costs more than the parse.
 _DECODE_TS_LINES: Final = """\
-try:
-    {v} = _fromiso({v})
-except (ValueError, TypeError):
-    {v} = _read_ts({v})
-else:
-    if {v}.tzinfo is not _UTC:
-        {v} = _to_utc({v})
+if {v} is not None:
+    try:
+        {v} = _fromiso({v})
+    except (ValueError, TypeError):
+        {v} = _read_ts({v})
+    else:
+        if {v}.tzinfo is not _UTC:
+            {v} = _to_utc({v})
 """
 
 

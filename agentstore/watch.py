@@ -7,10 +7,11 @@ store keeps one :class:`ChangeFeed`; it wakes watches when something may have ch
   of its Claude sessions; any other write, the approval watches);
 * **other processes** (another store, an hld daemon sharing the file): on SQLite one
   ``PRAGMA data_version`` check on a connection of its own while any watch is open (every
-  10 ms while commits come, every 25 ms after a second without one) — a read of a counter in shared memory, which changes when another
-  connection commits; on PostgreSQL ``LISTEN`` on one connection per store, woken by the
-  ``NOTIFY`` that triggers send in the writing transaction (revision 0004). After that
-  connection is lost it reconnects and wakes every watch, so nothing is missed.
+  10 ms while commits come, every 25 ms after a second without one) — a read of a counter
+  in shared memory, which changes when another connection commits; on PostgreSQL
+  ``LISTEN`` on one connection per store, woken by the ``NOTIFY`` that triggers send in the
+  writing transaction (revision 0004). After that connection is lost it reconnects and
+  wakes every watch, so nothing is missed.
 
 A woken watch re-reads what is new after the last sequence it gave out: events come in
 sequence order, each exactly once, whoever wrote them and whatever was missed while a

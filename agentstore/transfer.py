@@ -1351,21 +1351,23 @@ def _insert_unit(
 # events; the trigger is disabled for the copy's own transaction only (ALTER TABLE is
 # transactional: a copy that fails or is cancelled rolls it back with everything else). The
 # documents' GIN index is dropped for the copy and built again at its end, from its own
-# definition (one sort instead of 50,000 insertions a batch; the destination is empty and
-# locked, and the index is back before the commit). The rows and columns are revision
-# 0005's; without that trigger enabled, or when the store's role does not own the table,
-# the trigger does the work as usual.
+# definition (one sort instead of an insertion per lexeme; the destination is empty, and
+# DROP INDEX locks the search table: a search of it waits for the copy). The rows and
+# columns are revision 0005's. The trigger does the work as usual when it is not in its
+# ordinary state (enabled, 'O': one set to fire always or only on replicas is left alone)
+# or the store's role does not own the table; an index in a tablespace of its own, or
+# owned by another role, is kept (pg_get_indexdef does not name the tablespace).
 _SEARCH_TRIGGER: Final = "agentstore_search_events_insert"
 _CLIENT_DOCUMENTS_POSSIBLE: Final = (
     "SELECT EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-    "WHERE c.oid = 'conversation_events'::regclass AND t.tgname = $1 AND t.tgenabled <> 'D' "
+    "WHERE c.oid = 'conversation_events'::regclass AND t.tgname = $1 AND t.tgenabled = 'O' "
     "AND pg_has_role(current_user, c.relowner, 'USAGE'))"
 )
 _TRIGGER_SWITCH: Final = "ALTER TABLE conversation_events {action} TRIGGER " + _SEARCH_TRIGGER
 _DOCUMENT_INDEX: Final = "ix_agentstore_search_document"
 _INDEX_DEFINITION: Final = (
     "SELECT pg_get_indexdef(c.oid) FROM pg_class c WHERE c.oid = to_regclass($1) "
-    "AND pg_has_role(current_user, c.relowner, 'USAGE')"
+    "AND pg_has_role(current_user, c.relowner, 'USAGE') AND c.reltablespace = 0"
 )
 _INSERT_DOCUMENTS: Final = (
     "INSERT INTO agentstore_search (event_id, session_id, field, created_at, document) "

@@ -65,7 +65,6 @@ import json.scanner
 import logging
 import operator
 import os
-import sqlite3
 import tempfile
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
@@ -79,6 +78,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, NoReturn, cast
 import sqlalchemy as sa
 
 from agentstore.db import Conn, Statement
+from agentstore.db.sqlite import VARIABLE_LIMIT, remove_created
 from agentstore.errors import (
     ConstraintError,
     DatabaseError,
@@ -90,6 +90,7 @@ from agentstore.errors import (
     StoreError,
 )
 from agentstore.models import Base, MCPServer
+from agentstore.repos.maintenance import DATA_TABLES
 from agentstore.types import (
     Flag,
     JSONValue,
@@ -134,15 +135,6 @@ TYPE_TABLES: Final[dict[str, str]] = {
 
 TYPES: Final[tuple[str, ...]] = tuple(TYPE_TABLES)
 DEPENDENT_TYPES: Final = ("event", "approval", "mcp_server", "raw_event", "snapshot")
-DATA_TABLES: Final = (
-    "sessions",
-    "conversation_events",
-    "approvals",
-    "mcp_servers",
-    "raw_events",
-    "file_snapshots",
-)
-"""The tables that must be empty in a copy's destination."""
 COPY_TABLES: Final = ("user_settings", "schema_version", *DATA_TABLES)
 """What a copy writes, in order (sessions before the rows that refer to them)."""
 ID_TABLES: Final = ("conversation_events", "mcp_servers", "raw_events", "file_snapshots")
@@ -1291,15 +1283,6 @@ def _check_keys(table: _Table, obj: dict[str, Any]) -> None:
 # --- writing batches ----------------------------------------------------------------------
 
 
-def _variable_limit() -> int:
-    probe = sqlite3.connect(":memory:")
-    try:
-        return probe.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    finally:
-        probe.close()
-
-
-_SQLITE_VARIABLES: Final = _variable_limit()
 _INSERT_SQL: dict[tuple[str, int], str] = {}
 
 
@@ -1324,7 +1307,7 @@ async def _insert(conn: Conn, table: _Table, rows: Sequence[Sequence[Any]]) -> N
     if conn.dialect != "sqlite":
         await conn.insert_many(table.name, [c.name for c in table.cols], rows)
         return
-    per_statement = max(1, min(1000, _SQLITE_VARIABLES // len(table.cols)))
+    per_statement = max(1, min(1000, VARIABLE_LIMIT // len(table.cols)))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start : start + per_statement]
         await conn.raw_rows(_sqlite_insert_sql(table, len(chunk)), list(chain.from_iterable(chunk)))
@@ -2315,8 +2298,6 @@ async def copy_database(
             with contextlib.suppress(Exception):
                 await asyncio.shield(store.close())
         if created:
-            from agentstore.db.sqlite import remove_created
-
             remove_created(created)
         raise
     for store in reversed(opened):
@@ -2410,6 +2391,18 @@ async def _copy_table(
     pager = _Pager(snap, table)
     pending: asyncio.Future[Any] | None = None
     pending_rows = 0
+
+    async def settle() -> None:
+        # The batch being written: wait for it, then count it.
+        nonlocal pending
+        if pending is None:
+            return
+        await _written(pending, table)
+        pending = None
+        done[0] += pending_rows
+        if progress is not None:
+            progress(done[0], total)
+
     try:
         async with contextlib.aclosing(pager.pages()) as pages:
             async for rows in pages:
@@ -2418,20 +2411,10 @@ async def _copy_table(
                 search_rows = _documents(table, converted) if documents else None
                 digest.add(len(rows), digester(rows) if digester else _sum_of_hashes(converted))
                 pager.feedback(len(rows), _estimate_bytes(rows))
-                if pending is not None:
-                    await _written(pending, table)
-                    pending = None
-                    done[0] += pending_rows
-                    if progress is not None:
-                        progress(done[0], total)
+                await settle()
                 pending = _background(tx.write(_insert_unit(table, converted, search_rows)))
                 pending_rows = len(converted)
-        if pending is not None:
-            await _written(pending, table)
-            pending = None
-            done[0] += pending_rows
-            if progress is not None:
-                progress(done[0], total)
+        await settle()
     finally:
         if pending is not None:
             with contextlib.suppress(BaseException):

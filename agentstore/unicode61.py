@@ -134,7 +134,7 @@ def pg_lexeme(word: str) -> str:
 # (separators to spaces, capitals to small letters); then each distinct non-ASCII character
 # of the text is replaced by its fold ('' for an accent, ' ' for a separator). Replacing one
 # character at a time is exact because a fold is final: no character folds to one that
-# folds again (checked below; if a regenerated table broke that, str.translate is used).
+# folds again, and none folds to a space (tests/test_search.py checks the tables for it).
 
 
 def _non_ascii_folds() -> dict[str, str]:
@@ -150,16 +150,19 @@ _ASCII_FOLDS: Final = bytes(
     ord(" ") if any(low <= code <= high for low, high in SEPARATORS) else FOLDS.get(code, code)
     for code in range(128)
 ) + bytes(range(128, 256))
-_FOLDS_ARE_FINAL: Final = all(
-    _NON_ASCII_FOLDS.get(target, target) == target
-    and (target > "\x7f" or _ASCII_FOLDS[ord(target)] == ord(target))
-    for target in _NON_ASCII_FOLDS.values()
-    if target
-) and not any(chr(code).isspace() for code in FOLDS.values())
 _NON_ASCII: Final = re.compile("[^\x00-\x7f]")
-_FULL_TABLE: Final = {**_FOLD_TABLE, **{ord(c): f for c, f in _NON_ASCII_FOLDS.items()}}
-for _low, _high in SEPARATORS:
-    _FULL_TABLE.update(dict.fromkeys(range(_low, min(_high, 0x7F) + 1), " "))
+
+
+def folds_are_final() -> bool:
+    """Whether every fold is final (what :func:`pg_document` relies on)."""
+    return all(
+        _NON_ASCII_FOLDS.get(target, target) == target
+        and (target > "\x7f" or _ASCII_FOLDS[ord(target)] == ord(target))
+        for target in _NON_ASCII_FOLDS.values()
+        if target
+    ) and not any(chr(code).isspace() for code in FOLDS.values())
+
+
 #: Positions as PostgreSQL keeps them: up to 16,383, every later word at the 16,383rd.
 _PG_MAX_POSITION: Final = 16_383
 _POSITIONS: Final = tuple(f"':{at}" for at in range(1, _PG_MAX_POSITION + 1))
@@ -168,8 +171,6 @@ _POSITIONS: Final = tuple(f"':{at}" for at in range(1, _PG_MAX_POSITION + 1))
 def _document_words(text: str) -> list[str]:
     if text.isascii():
         return text.encode("ascii").translate(_ASCII_FOLDS).decode("ascii").split()
-    if not _FOLDS_ARE_FINAL:  # pragma: no cover - the tables as generated are final
-        return [word for word in text.translate(_FULL_TABLE).split(" ") if word]
     folded = (
         text.encode("utf-8", "surrogatepass")
         .translate(_ASCII_FOLDS)

@@ -160,15 +160,7 @@ async def _drain(watch: object) -> None:
 
 
 async def _followers(store: Store, followers: int, events: int) -> tuple[float, float, bool]:
-    async def append_all(tag: str) -> float:
-        started = time.perf_counter()
-        for i in range(events):
-            await store.add_conversation_event(
-                ConversationEvent(session_id="s2", claude_session_id="c2", content=f"{tag}{i}")
-            )
-        return time.perf_counter() - started
-
-    alone = await append_all("alone")
+    alone = await _append_all(store, "c2", "s2", events)
     got: list[list[int]] = [[] for _ in range(followers)]
     after = events
 
@@ -180,7 +172,7 @@ async def _followers(store: Store, followers: int, events: int) -> tuple[float, 
 
     tasks = [asyncio.create_task(follow(n)) for n in range(followers)]
     await asyncio.sleep(0.1)
-    followed = await append_all("followed")
+    followed = await _append_all(store, "c2", "s2", events)
     await asyncio.wait_for(asyncio.gather(*tasks), 120)
     expected = list(range(events + 1, 2 * events + 1))
     return alone, followed, all(sequences == expected for sequences in got)

@@ -1202,6 +1202,17 @@ def documents_to_compare() -> list[str]:
     return texts
 
 
+def test_the_tables_allow_folding_one_character_at_a_time() -> None:
+    # pg_document replaces each distinct character by its fold and splits on whitespace:
+    # exact only if no fold is folded again and every space Python knows is a separator.
+    from agentstore._unicode61_tables import SEPARATORS
+    from agentstore.unicode61 import folds_are_final
+
+    assert folds_are_final()
+    spaces = [code for code in range(0x110000) if chr(code).isspace()]
+    assert all(any(low <= code <= high for low, high in SEPARATORS) for code in spaces)
+
+
 async def test_python_builds_the_documents_postgresql_builds(postgres_url: str) -> None:
     # copy_database builds the search index's documents on the client (pg_document);
     # they must be exactly what the trigger's agentstore_document() makes.

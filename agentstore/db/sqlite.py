@@ -466,9 +466,10 @@ def _variable_limit() -> int:
 # A batch goes in as INSERT … VALUES (…), (…), …: one statement binds every row in C, about
 # a third faster than executemany's bind-step-reset per row; up to 1,000 rows a statement,
 # fewer if this SQLite allows fewer parameters (999 before SQLite 3.32).
-_VARIABLES: Final = _variable_limit()
-_ROWS_PER_INSERT: Final = max(1, min(1000, _VARIABLES // (len(APPEND_COLUMNS) + 1)))
-_KEYS_PER_LOOKUP: Final = max(1, min(500, _VARIABLES))
+VARIABLE_LIMIT: Final = _variable_limit()
+"""How many parameters one statement of this SQLite may bind."""
+_ROWS_PER_INSERT: Final = max(1, min(1000, VARIABLE_LIMIT // (len(APPEND_COLUMNS) + 1)))
+_KEYS_PER_LOOKUP: Final = max(1, min(500, VARIABLE_LIMIT))
 
 
 @cache

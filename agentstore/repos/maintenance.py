@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -43,18 +43,18 @@ from agentstore.repos._base import Database
 from agentstore.types import instant, instant_key
 from agentstore.validation import check_datetime
 
-__all__ = ["PRUNED", "TABLES", "MaintenanceRepo", "StoreStats"]
+__all__ = ["DATA_TABLES", "PRUNED", "TABLES", "MaintenanceRepo", "StoreStats"]
 
-TABLES: tuple[str, ...] = (
+DATA_TABLES: Final[tuple[str, ...]] = (
     "sessions",
     "conversation_events",
     "approvals",
     "mcp_servers",
     "raw_events",
     "file_snapshots",
-    "user_settings",
-    "schema_version",
 )
+"""The tables that hold data (a copy's destination must have none of their rows)."""
+TABLES: Final[tuple[str, ...]] = (*DATA_TABLES, "user_settings", "schema_version")
 """The store's tables (hld's), in the order reports list them."""
 
 

@@ -71,6 +71,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Final, NoReturn, cast
@@ -1326,7 +1327,9 @@ def _insert_unit(
     return unit
 
 
-# --- a copy's search index on PostgreSQL -------------------------------------------------------
+# --- a copy's (and an import's) search index on PostgreSQL ------------------------------------
+# An import does the same with the trigger disabled, but keeps the GIN index: the store it
+# imports into may hold other sessions, searched meanwhile.
 # The insert trigger's agentstore_document() costs 70-150 µs an event in plpgsql: most of
 # a copy's time. A copy into PostgreSQL builds the same documents on the client instead
 # (unicode61.pg_document: the same tsvector literal, tested equal for every code point and
@@ -1366,16 +1369,18 @@ class _ClientDocuments:
     index: str | None  # the GIN index's definition, to build it again (None: not dropped)
 
 
-async def _documents_on_the_client(conn: Conn) -> _ClientDocuments | None:
-    """Disable the search trigger for this transaction, if it can be, and drop the
-    documents' index: how to undo it, or None if nothing was changed."""
+async def _documents_on_the_client(
+    conn: Conn, *, drop_index: bool = True
+) -> _ClientDocuments | None:
+    """Disable the search trigger for this transaction, if it can be, and (``drop_index``)
+    drop the documents' index: how to undo it, or None if nothing was changed."""
     if conn.dialect == "sqlite":
         return None
     [(possible,)] = await conn.raw_rows(_CLIENT_DOCUMENTS_POSSIBLE, [_SEARCH_TRIGGER])
     if not possible:
         return None
     await conn.raw_rows(_TRIGGER_SWITCH.format(action="DISABLE"), [])
-    found = await conn.raw_rows(_INDEX_DEFINITION, [_DOCUMENT_INDEX])
+    found = await conn.raw_rows(_INDEX_DEFINITION, [_DOCUMENT_INDEX]) if drop_index else []
     index = found[0][0] if found else None
     if index is not None:
         await conn.raw_rows(f"DROP INDEX {_DOCUMENT_INDEX}", [])
@@ -1539,8 +1544,16 @@ class _Kind:
 class _Importer:
     """One import's state: checked rows in batches per type, written in the transaction."""
 
-    def __init__(self, tx: Any, dialect: str, on_conflict: str, offsets: dict[str, int]) -> None:
+    def __init__(
+        self,
+        tx: Any,
+        dialect: str,
+        on_conflict: str,
+        offsets: dict[str, int],
+        documents: bool = False,
+    ) -> None:
         self.tx = tx
+        self.documents = documents  # build the events' search rows here (PostgreSQL)
         self.dialect = dialect
         self.skip = on_conflict == "skip"
         self.offsets = offsets
@@ -1648,9 +1661,15 @@ class _Importer:
         ) from exc
 
     async def _submit(self, table: _Table, batch: _Batch) -> None:
+        # The search rows are built while the last batch is written (on the server's core).
+        documents = (
+            _documents(table, batch.rows)
+            if self.documents and batch.rows and table.name == "conversation_events"
+            else None
+        )
         await self.settle()
         if batch.rows:
-            task = _background(self.tx.write(_insert_unit(table, batch.rows)))
+            task = _background(self.tx.write(_insert_unit(table, batch.rows, documents)))
             self.inflight = (task, table, batch)
 
     async def flush(self, kind: str) -> None:
@@ -1938,7 +1957,12 @@ async def import_jsonl(
         total = sum(announced.get(kind, 0) for kind in TYPES) if announced else 0
         async with store.transaction() as tx:
             offsets = await tx.write(_prepare_import)
-            importer = _Importer(tx, store.dialect, on_conflict, offsets)
+            # PostgreSQL: the events' search documents are built here, as a copy builds
+            # them; the GIN index stays (the store may hold other sessions, being searched).
+            client_documents = await tx.write(partial(_documents_on_the_client, drop_index=False))
+            importer = _Importer(
+                tx, store.dialect, on_conflict, offsets, documents=client_documents is not None
+            )
             number = 1
             done = 0
             while True:
@@ -1956,6 +1980,8 @@ async def import_jsonl(
                 if progress is not None:
                     progress(done, total)
             await importer.finish()
+            if client_documents is not None:
+                await tx.write(_documents_by_the_trigger(client_documents))
             if announced is not None:
                 for kind in TYPES:
                     seen = importer.specs[kind].seen

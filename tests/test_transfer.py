@@ -1428,3 +1428,56 @@ def test_cli_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
         timeout=120,
     )
     assert quiet.returncode == 0 and b"Exporting" not in quiet.stderr
+
+
+async def test_an_import_into_postgresql_indexes_what_the_trigger_would(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """An import into PostgreSQL builds its events' search documents on the client with the
+    trigger disabled for its transaction: the index holds exactly what the trigger's own
+    function makes, beside a session already in the store, and the trigger and the GIN index
+    are in place afterwards, also after a refused import."""
+    lines = await _source_file(tmp_path)
+    texts = ["Ünïcødé Straße ǅemal", "tab\tand\u2028sep—dash", "日本語のテキスト", "x" * 300]
+    lines[-1:-1] = [
+        json.dumps(
+            {
+                **json.loads(lines[_line_of(lines, "event") - 1]),
+                "id": 9000 + i,
+                "sequence": 9000 + i,
+                "content": text,
+                "tool_input_json": text.upper(),
+                "tool_result_content": None if i % 2 else f"result {text}",
+            }
+        )
+        for i, text in enumerate(texts)
+    ]
+    header = json.loads(lines[0])
+    header["counts"]["event"] += len(texts)
+    lines[0] = json.dumps(header)
+    path = tmp_path / "file.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    async with Store.open(postgres_url) as store:
+        await store.create_session(Session(id="keep", run_id="keep", query="already here"))
+        await store.add_conversation_event(
+            ConversationEvent(session_id="keep", claude_session_id="k", content="kept words")
+        )
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text("\n".join(lines) + "\n{not json\n")
+        with pytest.raises(ImportRefusedError):
+            await store.import_jsonl(broken)
+        enabled, indexed, stored, expected = await search_index(postgres_url)
+        assert enabled and indexed and stored == expected and len(stored) == 2
+        counts = await store.import_jsonl(path)
+        assert counts["event"] == sum(
+            '"type": "event"' in line or '"type":"event"' in line for line in lines
+        )
+        hits = await store.search("straße")  # ids were renumbered, sequences never are
+        assert sorted((hit.sequence, hit.field) for hit in hits) == [
+            (9000, "content"),
+            (9000, "tool_result"),  # ("STRASSE" in the upper-cased input: no ß)
+        ]
+    enabled, indexed, stored, expected = await search_index(postgres_url)
+    assert enabled and indexed
+    assert len(stored) > counts["event"] + 2
+    assert stored == expected

@@ -12,6 +12,7 @@ would otherwise cascade — and ``PRAGMA foreign_key_check`` must come back clea
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -168,8 +169,13 @@ def ensure_wal(connection: Connection) -> None:
     _sqlite_pragma(connection, "PRAGMA journal_mode = WAL")
 
 
-def _foreign_key_problems(connection: Connection) -> set[tuple[Any, ...]]:
-    return {tuple(row) for row in connection.exec_driver_sql("PRAGMA foreign_key_check")}
+def _foreign_key_problems(connection: Connection) -> Counter[tuple[Any, ...]]:
+    """Rows pointing at missing rows, counted per (table, parent table, key): not by rowid,
+    which a batch migration's table rebuild may renumber for the same orphan."""
+    return Counter(
+        (table, parent, key)
+        for table, _rowid, parent, key in connection.exec_driver_sql("PRAGMA foreign_key_check")
+    )
 
 
 def run_in_migration_transaction(
@@ -187,13 +193,13 @@ def run_in_migration_transaction(
             # hld enabled foreign keys on one pooled connection only, so its files can hold
             # rows whose session was deleted: those are kept as they are; only a violation
             # the migration itself would introduce stops it.
-            before = _foreign_key_problems(connection) if sqlite else set()
+            before = _foreign_key_problems(connection) if sqlite else Counter()
             work(connection)
             if sqlite:
                 introduced = _foreign_key_problems(connection) - before
                 if introduced:
                     raise DatabaseError(
-                        f"the migration would leave {len(introduced)} rows pointing at "
+                        f"the migration would leave {introduced.total()} rows pointing at "
                         "missing rows; it was rolled back and nothing changed"
                     )
     finally:

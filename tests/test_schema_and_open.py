@@ -458,3 +458,52 @@ async def test_a_refused_newer_hld_file_keeps_its_journal_mode(
     with pytest.raises(SchemaTooNewError):
         await Store.open(db)
     assert db.read_bytes() == before
+
+
+def _orphan_check_database(path: Path) -> sa.Engine:
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id TEXT PRIMARY KEY)")
+        conn.exec_driver_sql(
+            "CREATE TABLE child (name TEXT PRIMARY KEY, parent_id TEXT REFERENCES parent(id))"
+        )
+        conn.exec_driver_sql("INSERT INTO parent VALUES ('p')")
+        # Rowid 1 kept, rowid 2 an orphan (hld left such rows: its foreign keys were off).
+        conn.exec_driver_sql("INSERT INTO child VALUES ('b', 'p'), ('a', 'gone')")
+    return engine
+
+
+def test_a_migration_rebuilding_a_table_keeps_its_orphans_and_refuses_new_ones(
+    tmp_path: Path,
+) -> None:
+    """The check before commit counts the rows pointing at missing rows per table, parent
+    and key: a rebuild that renumbers an existing orphan's rowid passes, a migration that
+    adds one more orphan is rolled back."""
+    from agentstore.migrations import run_in_migration_transaction
+
+    engine = _orphan_check_database(tmp_path / "fk.db")
+
+    def rebuild(conn: sa.Connection) -> None:  # as a batch migration does, rows reordered
+        conn.exec_driver_sql(
+            "CREATE TABLE child_new (name TEXT PRIMARY KEY, parent_id TEXT REFERENCES parent(id))"
+        )
+        conn.exec_driver_sql("INSERT INTO child_new SELECT * FROM child ORDER BY name")
+        conn.exec_driver_sql("DROP TABLE child")
+        conn.exec_driver_sql("ALTER TABLE child_new RENAME TO child")
+
+    def add_orphan(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("INSERT INTO child VALUES ('c', 'also gone')")
+
+    try:
+        with engine.connect() as conn:
+            run_in_migration_transaction(conn, rebuild)
+            rows = conn.exec_driver_sql("SELECT rowid, name FROM child ORDER BY rowid").all()
+            assert rows == [(1, "a"), (2, "b")]  # the orphan's rowid moved from 2 to 1
+            with pytest.raises(DatabaseError, match="1 rows pointing at missing rows"):
+                run_in_migration_transaction(conn, add_orphan)
+            assert conn.exec_driver_sql("SELECT name FROM child ORDER BY name").all() == [
+                ("a",),
+                ("b",),
+            ]
+    finally:
+        engine.dispose()

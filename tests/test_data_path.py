@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import weakref
 from typing import Any
 
 import pytest
@@ -129,6 +130,29 @@ async def test_statuses_and_kinds_come_back_as_their_enums(store: Store) -> None
     assert type(approval.status) is ApprovalStatus
     decided = await store.update_approval_response("a1", "denied", "no")
     assert decided.status is ApprovalStatus.DENIED
+
+
+async def test_a_result_the_caller_drops_is_freed_not_kept_by_the_store(store: Store) -> None:
+    """A worker (a PostgreSQL task, an SQLite reader or writer thread) keeps its last job
+    until the next one; the job must not keep the result, or a big read stays in memory
+    (and is freed inside some later caller's call). Freed by reference counting alone."""
+    await store.create_session(Session(id="s1", run_id="r1", query="q", claude_session_id="c1"))
+    await store.add_conversation_events([event(content=f"e{i}") for i in range(20)])
+    for read in (
+        lambda: store.get_conversation("c1"),
+        lambda: store.list_sessions(),
+        lambda: store.add_conversation_events([event(content="more")]),
+    ):
+        result = await read()
+        held = weakref.ref(result[0])
+        del result
+        # Soon (a thread lets go right after it answered), not at the next job: within
+        # 0.5 s, while a PostgreSQL worker idles 2 s before it ends with its last job.
+        for _ in range(500):
+            await asyncio.sleep(0.001)
+            if held() is None:
+                break
+        assert held() is None
 
 
 def test_constructed_models_are_plain_detached_values() -> None:

@@ -260,16 +260,21 @@ class _Job:
         return self.future is not None and self.future.cancelled()
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
-        if self.done is not None:
-            self.done(result, error)
+        # The job lets go of its future once it has answered: a worker holds its last job
+        # until the next one comes, and must not keep a result the caller has dropped (a
+        # 10,000-event read alive for seconds, then freed inside the next caller's call).
+        done, future = self.done, self.future
+        self.done = self.future = None
+        if done is not None:
+            done(result, error)
             return
-        assert self.future is not None
-        if self.future.done():  # the caller stopped waiting
+        assert future is not None
+        if future.done():  # the caller stopped waiting
             return
         if error is not None:
-            self.future.set_exception(error)
+            future.set_exception(error)
         else:
-            self.future.set_result(result)
+            future.set_result(result)
 
 
 async def _start(driver: Any, sql: str) -> None:

@@ -337,6 +337,9 @@ class ConnectionThreads:
                     except BaseException as exc:
                         error = exc
                 _call(job.loop, job.done, result, error)
+                # Not kept until the next job: the caller may drop the result first (then it
+                # is freed where it is dropped, not inside the next caller's job).
+                job = result = error = None
         finally:
             if conn is not None:
                 try:

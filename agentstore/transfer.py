@@ -80,6 +80,7 @@ import sqlalchemy as sa
 
 from agentstore.db import Conn, Statement
 from agentstore.db.sqlite import VARIABLE_LIMIT, remove_created
+from agentstore.db.statements import compile_function
 from agentstore.errors import (
     ConstraintError,
     DatabaseError,
@@ -93,14 +94,13 @@ from agentstore.errors import (
 from agentstore.models import Base, MCPServer
 from agentstore.repos.maintenance import DATA_TABLES
 from agentstore.types import (
-    Flag,
-    JSONValue,
     UTCDateTime,
     dump_json,
     format_local_timestamp,
     format_timestamp,
     load_json,
     read_timestamp,
+    value_kind,
 )
 from agentstore.unicode61 import pg_document
 
@@ -200,22 +200,22 @@ class _Table:
         return [c.name for c in self.cols].index(name)
 
 
+# The store's value kinds (types.value_kind) as a line's JSON holds them: a status is text.
+_KINDS: Final = {
+    "datetime": "ts",
+    "json": "json",
+    "enum": "text",
+    "bool": "flag",
+    "int": "int",
+    "float": "float",
+    "str": "text",
+}
+
+
 def _kind(column: sa.Column[Any]) -> _Col:
     type_ = column.type
-    local = False
-    if isinstance(type_, UTCDateTime):
-        kind, local = "ts", type_.local
-    elif isinstance(type_, JSONValue):
-        kind = "json"
-    elif isinstance(type_, Flag | sa.Boolean):
-        kind = "flag"
-    elif isinstance(type_, sa.Float):
-        kind = "float"
-    elif isinstance(type_, sa.Integer):
-        kind = "int"
-    else:
-        kind = "text"
-    return _Col(column.key, kind, bool(column.nullable), local)
+    local = isinstance(type_, UTCDateTime) and type_.local
+    return _Col(column.key, _KINDS[value_kind(type_)], bool(column.nullable), local)
 
 
 def _describe_tables() -> dict[str, _Table]:
@@ -399,11 +399,9 @@ def _line_maker(table: _Table, dialect: str, redact: bool) -> LineMaker:
         pieces.append(f',"{col.name}":{{{_fast_expr(col, name, dialect, redact)}}}')
     body = "".join(pieces).replace('{"type"', '{{"type"', 1) + "}}\\n"
     source = f"def generated(row):\n    ({', '.join(names)},) = row\n    return f'{body}'\n"
-    namespace = dict(_HELPERS)
-    exec(
-        compile(source, f"<agentstore export line of {table.name} on {dialect}>", "exec"), namespace
+    fast = compile_function(
+        source, f"<agentstore export line of {table.name} on {dialect}>", _HELPERS
     )
-    fast = namespace["generated"]
 
     def careful(row: Sequence[Any]) -> str:
         parts = [head]
@@ -503,7 +501,8 @@ READS_AHEAD: Final = 2
 
 
 def _page_query(table: _Table, shape: str, by_session: bool) -> _PageQuery:
-    """``shape``: ``rows`` (every column) or ``lines`` (SQLite's own lines, and the key)."""
+    """``shape``: ``rows`` (every column) or ``blob`` (SQLite's own lines, a page as one
+    value: see :func:`_blob`)."""
     key = (table.name, shape, by_session)
     found = _PAGE_QUERIES.get(key)
     if found is not None:
@@ -1156,9 +1155,9 @@ def _careful_converter(table: _Table, dialect: str) -> Callable[[dict[str, Any],
         body.extend(_import_lines(col, index, dialect, renumber))
     outs = ", ".join(f"c{i}" for i in range(len(table.cols)))
     source = "def generated(d, offset):\n" + "\n".join(body) + f"\n    return ({outs},)\n"
-    namespace = dict(_IMPORT_HELPERS)
-    exec(compile(source, f"<agentstore import of {table.name} on {dialect}>", "exec"), namespace)
-    converter: Callable[[dict[str, Any], int], Any] = namespace["generated"]
+    converter: Callable[[dict[str, Any], int], Any] = compile_function(
+        source, f"<agentstore import of {table.name} on {dialect}>", _IMPORT_HELPERS
+    )
     return converter
 
 
@@ -1263,8 +1262,9 @@ def _import_converter(
         "_allowed": tuple(allowed),
         "_careful": careful,
     }
-    exec(compile(source, f"<agentstore import of {table.name} on {dialect}>", "exec"), namespace)
-    converter: Callable[[dict[str, Any], int], tuple[Any, ...]] = namespace["generated"]
+    converter: Callable[[dict[str, Any], int], tuple[Any, ...]] = compile_function(
+        source, f"<agentstore import of {table.name} on {dialect}>", namespace
+    )
     return converter
 
 
@@ -2068,8 +2068,9 @@ def _copy_converter(table: _Table, src: str, dst: str) -> Callable[[list[Any]], 
         "_dump": dump_json,
         "_jvs": _json_value_sqlite,
     }
-    exec(compile(source, f"<agentstore copy of {table.name}>", "exec"), namespace)
-    fast: Callable[[list[Any]], list[Any]] = namespace["generated"]
+    fast: Callable[[list[Any]], list[Any]] = compile_function(
+        source, f"<agentstore copy of {table.name}>", namespace
+    )
 
     def convert(rows: list[Any]) -> list[Any]:
         try:
@@ -2151,8 +2152,9 @@ def _digester(table: _Table, dialect: str, canonical: bool) -> Callable[[list[An
         "_dump": dump_json,
         "_jvs": _json_value_sqlite,
     }
-    exec(compile(source, f"<agentstore digest of {table.name} on {dialect}>", "exec"), namespace)
-    digest: Callable[[list[Any]], int] = namespace["generated"]
+    digest: Callable[[list[Any]], int] = compile_function(
+        source, f"<agentstore digest of {table.name} on {dialect}>", namespace
+    )
     return digest
 
 
@@ -2307,7 +2309,9 @@ async def copy_database(
     done, rows total)`` is called after each batch.
 
     A copy that fails or is cancelled midway leaves the destination empty (a file it
-    created is removed): running it again succeeds.
+    created is removed): running it again succeeds. A killed one cannot remove anything:
+    the database rolls its transaction back, and a file it created stays, empty and at its
+    revision, for the next copy to fill.
     """
     if _same_target(source, dest):
         raise CopyRefusedError("the source and the destination are the same database")

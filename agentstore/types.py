@@ -57,6 +57,7 @@ __all__ = [
     "read_timestamp",
     "to_utc",
     "utcnow",
+    "value_kind",
 ]
 
 
@@ -469,6 +470,24 @@ class JSONValue(sa.types.TypeDecorator[Any]):
         if dialect.name == "sqlite":
             return isinstance(conn_type, sa.Text | sa.String)
         return None
+
+
+def value_kind(type_: sa.types.TypeEngine[Any]) -> str:
+    """What a column of ``type_`` holds, as the store's checks and transfers see it:
+    ``datetime``, ``json``, ``enum``, ``bool``, ``int``, ``float`` or ``str``."""
+    if isinstance(type_, UTCDateTime):
+        return "datetime"
+    if isinstance(type_, JSONValue):
+        return "json"
+    if isinstance(type_, EnumText):
+        return "enum"
+    if isinstance(type_, sa.Boolean | Flag):
+        return "bool"
+    if isinstance(type_, sa.Integer):
+        return "int"
+    if isinstance(type_, sa.Float):
+        return "float"
+    return "str"
 
 
 def is_finite(value: float) -> bool:

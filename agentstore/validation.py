@@ -25,11 +25,9 @@ from agentstore.models import Base
 from agentstore.types import (
     CODEC_HELPERS,
     EnumText,
-    Flag,
-    JSONValue,
-    UTCDateTime,
     codec,
     dump_json,
+    value_kind,
 )
 
 __all__ = [
@@ -85,22 +83,7 @@ def columns_of(cls: type[Base]) -> _Spec:
     for column in cls.__table__.columns:
         annotation = str(annotations.get(column.key, ""))
         nullable = "None" in annotation
-        type_ = column.type
-        if isinstance(type_, UTCDateTime):
-            kind = "datetime"
-        elif isinstance(type_, JSONValue):
-            kind = "json"
-        elif isinstance(type_, EnumText):
-            kind = "enum"
-        elif isinstance(type_, sa.Boolean | Flag):
-            kind = "bool"
-        elif isinstance(type_, sa.Integer):
-            kind = "int"
-        elif isinstance(type_, sa.Float):
-            kind = "float"
-        else:
-            kind = "str"
-        spec.append((column.key, kind, nullable))
+        spec.append((column.key, value_kind(column.type), nullable))
     return tuple(spec)
 
 

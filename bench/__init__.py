@@ -4,7 +4,7 @@ Run ``python bench/run.py [--rounds N] [--quick] [--postgres-url URL]`` (``--onl
 for some workloads). The files: ``run.py`` (the entry point), ``common.py`` (sizes, targets,
 timing, results, tables, machine and versions), ``backends.py`` (fresh databases and the raw
 connections), ``fixtures.py`` (setup rows), ``writes.py`` (W1 W2 W4), ``reads.py`` (W3 W5 W6
-W7), ``opening.py`` (O1 O2), ``search.py`` (S1 S2), ``watches.py`` (L1 L2 C1 F1) and
+W7), ``opening.py`` (O1 O2), ``search.py`` (S1 S2), ``watches.py`` (L1 L2 C1 F1 F2) and
 ``transfer.py`` (X1 X2 X3); each of the last three has its own method in its docstring.
 
 Method. Every workload runs ``--rounds`` times (5 by default, 2 with ``--quick``, which also

@@ -262,16 +262,26 @@ def median_text(values: Sequence[float]) -> str:
     return number(statistics.median(values)) if values else "—"
 
 
+def provenance(revision: str, rounds: int, *, versions: str = "", method: str = "") -> str:
+    """The line under a table's title: the machine, the versions, agentstore's revision,
+    the rounds, how it was measured, and the load average when the table was made."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"Machine: {machine()}; "
+        + (f"{versions}; " if versions else "")
+        + f"agentstore {revision}; {rounds} round{'s' if rounds != 1 else ''}, medians; "
+        + (f"{method}; " if method else "")
+        + f"load average {load:.2f} when the table was made."
+    )
+
+
 def render(
     title: str, description: str, revision: str, rounds: int, results: Sequence[Result]
 ) -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         f"### {title}",
         "",
-        f"Machine: {machine()}; {description}; agentstore {revision}; "
-        f"{rounds} round{'s' if rounds != 1 else ''}, medians; load average {load:.2f} "
-        "when the table was made.",
+        provenance(revision, rounds, versions=description),
         "",
         "Target: the ratio agentstore/raw of the medians is at most the target (W4: "
         "agentstore's wall time for the concurrent appends over raw's for the same appends "

@@ -52,7 +52,7 @@ WORKLOADS: dict[str, Workload] = {
 SQLITE_ONLY = frozenset({"O1"})
 # Sections of their own, per backend: search (bench/search.py) and watches (bench/watches.py).
 SEARCH_KEYS = ("S1", "S2")
-WATCH_KEYS = ("L1", "L2", "C1", "F1")
+WATCH_KEYS = ("L1", "L2", "C1", "F1", "F2")
 ALL_KEYS = (*WORKLOADS, *SEARCH_KEYS, *WATCH_KEYS, *transfer.KEYS)
 
 
@@ -134,9 +134,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
         if wanted(WATCH_KEYS):
             section = await watches.watch_section(db, args.quick)
             print(f"### agentstore watches — {db.name}\n\n{section}\n", flush=True)
-    if args.only is None or args.only & set(transfer.KEYS):
+    if wanted(transfer.KEYS):
         section = await transfer.transfer_section(
-            args.quick, args.rounds, args.only, args.postgres_url
+            args.quick, args.rounds, args.only, args.postgres_url, revision
         )
         print(section + "\n", flush=True)
     return 0

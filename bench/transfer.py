@@ -281,11 +281,12 @@ async def _same_conversation(a: str, b: str) -> bool:
 
 
 async def transfer_section(
-    quick: bool, rounds: int, only: set[str] | None, postgres_url: str
+    quick: bool, rounds: int, only: set[str] | None, postgres_url: str, revision: str
 ) -> str:
-    """X1-X3 as a markdown section (the same run, medians over ``rounds``)."""
+    """X1-X3 as a markdown section (the same run, medians over ``rounds``); ``revision``:
+    agentstore's, as the run began."""
     from bench.backends import PostgresDatabases
-    from bench.common import agentstore_revision, log, machine
+    from bench.common import log, provenance
 
     wanted = [key for key in KEYS if only is None or key in only]
     events = QUICK_EVENTS if quick else FULL_EVENTS
@@ -324,13 +325,14 @@ async def transfer_section(
             )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     lines = [
         f"### agentstore transfer — export, import, copy ({events:,} events)",
         "",
-        f"Machine: {machine()}; agentstore {agentstore_revision()}; {rounds} "
-        f"round{'s' if rounds != 1 else ''}, medians; each operation in a process of its own "
-        f"(peak RSS is that process's); load average {load:.2f} when the table was made.",
+        provenance(
+            revision,
+            rounds,
+            method="each operation in a process of its own (peak RSS is that process's)",
+        ),
         "",
         "| workload | events | median (s) | events/s (median) | events/s per round "
         "| floor | peak RSS (MB, max) | limit | result |",

@@ -217,7 +217,7 @@ async def _followers_elsewhere(
 
 
 async def watch_section(db: Databases, quick: bool) -> str:
-    """L1, L2, C1 and F1 as a markdown section."""
+    """L1, L2, C1, F1 and F2 as a markdown section."""
     count = 20 if quick else 60
     events = 1_000 if quick else 10_000
     async with db.fresh() as url:

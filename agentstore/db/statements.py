@@ -28,7 +28,7 @@ from sqlalchemy.sql.expression import Executable
 from agentstore.models import Base
 from agentstore.types import CODEC_HELPERS, EmptyText, codec
 
-__all__ = ["Compiled", "Query", "Statement", "bind", "row_builder"]
+__all__ = ["Compiled", "Query", "Statement", "bind", "compile_function", "row_builder"]
 
 M = TypeVar("M", bound=Base)
 
@@ -43,10 +43,17 @@ def bind(name: str, column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=column.type)
 
 
+def compile_function(source: str, where: str, namespace: Mapping[str, Any]) -> Any:
+    """The function ``generated`` that ``source`` defines, with ``namespace`` as its globals
+    (a copy) and ``where`` as its file name in tracebacks: the store's generated encoders,
+    row builders and converters."""
+    globals_ = dict(namespace)
+    exec(compile(source, where, "exec"), globals_)
+    return globals_["generated"]
+
+
 def _compile_function(source: str, where: str, namespace: dict[str, Any]) -> Any:
-    namespace = {**CODEC_HELPERS, **namespace}
-    exec(compile(source, where, "exec"), namespace)
-    return namespace["generated"]
+    return compile_function(source, where, {**CODEC_HELPERS, **namespace})
 
 
 class Compiled:

@@ -132,23 +132,21 @@ _DELETE_OLD_SNAPSHOTS = Statement(
 )
 
 
+# Archived, and last active before the instant: what may go (locked first on PostgreSQL).
+_ARCHIVED_BEFORE = sa.and_(
+    _SESSIONS.c.archived == sa.true(), instant(_SESSIONS.c.last_activity_at) < _BEFORE
+)
+
+
 def _is_candidate() -> sa.ColumnElement[bool]:
     pending = sa.exists().where(
         _APPROVALS.c.session_id == _SESSIONS.c.id,
         _APPROVALS.c.status == ApprovalStatus.PENDING.value,
     )
-    return sa.and_(
-        _SESSIONS.c.archived == sa.true(),
-        instant(_SESSIONS.c.last_activity_at) < _BEFORE,
-        ~pending,
-    )
+    return sa.and_(_ARCHIVED_BEFORE, ~pending)
 
 
-_LOCK_CANDIDATES = Statement(
-    sa.select(_SESSIONS.c.id)
-    .where(_SESSIONS.c.archived == sa.true(), instant(_SESSIONS.c.last_activity_at) < _BEFORE)
-    .with_for_update()
-)
+_LOCK_CANDIDATES = Statement(sa.select(_SESSIONS.c.id).where(_ARCHIVED_BEFORE).with_for_update())
 _SESSION_FACTS = Statement(
     sa.select(
         _SESSIONS.c.id,
